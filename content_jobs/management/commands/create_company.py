@@ -1,0 +1,18 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.text import slugify
+
+from content_jobs.models import Company
+
+
+class Command(BaseCommand):
+    help = "Create a company (tenant) and print its id; for an existing slug, print that company's id."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--name", default=None)
+
+    def handle(self, *args, slug, name, **options):
+        if slugify(slug) != slug:
+            raise CommandError(f"{slug!r} is not a valid slug (lowercase letters, digits, - and _)")
+        company, _ = Company.objects.get_or_create(slug=slug, defaults={"name": name or slug})
+        self.stdout.write(str(company.id))

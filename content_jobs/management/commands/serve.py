@@ -1,0 +1,32 @@
+"""Serve the ASGI app with daphne; in the embedded default, run the task worker beside it."""
+import os
+
+from daphne.cli import CommandLineInterface
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from content_jobs import worker
+
+
+class Command(BaseCommand):
+    help = "Serve the service with daphne (and, unless NEXUS_EMBEDDED_WORKER=false, the task worker)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--backlog", type=int, default=int(os.environ.get("NEXUS_LISTEN_BACKLOG", "4096")))
+        parser.add_argument("--access-log", action="store_true", help="Print one line per request.")
+
+    def handle(self, *args, host, port, backlog, access_log, **options):
+        if settings.NEXUS_EMBEDDED_WORKER:
+            worker.start_embedded()
+        self.stdout.write(f"Nexus content jobs on http://{host}:{port}/ (embedded worker: "
+                          f"{'on' if settings.NEXUS_EMBEDDED_WORKER else 'off'})")
+        self.stdout.flush()
+        argv = ["-e", f"tcp:port={port}:interface={host}:backlog={backlog}", "--application-close-timeout", "5"]
+        if not access_log:
+            argv += ["--verbosity", "0"]
+        try:
+            CommandLineInterface().run([*argv, "nexus_site.asgi:application"])
+        finally:
+            worker.stop_embedded()

@@ -1,0 +1,143 @@
+"""Companies, memberships, content jobs and their stored stream events."""
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Company(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        verbose_name_plural = "companies"
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        MEMBER = "member", "member (read and write jobs)"
+        VIEWER = "viewer", "viewer (read only)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "company"], name="membership_unique_user_company")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.company} ({self.role})"
+
+
+class ContentJobQuerySet(models.QuerySet):
+    def for_company(self, company) -> "ContentJobQuerySet":
+        return self.filter(company=company)
+
+    def active(self) -> "ContentJobQuerySet":
+        return self.filter(status__in=ContentJob.ACTIVE)
+
+
+class ContentJob(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="jobs")
+    job_type = models.CharField(max_length=100, db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0)
+    stage = models.CharField(max_length=255, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    source_task_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    attempt = models.PositiveIntegerField(default=0)
+    cancel_requested = models.BooleanField(default=False)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_fingerprint = models.CharField(max_length=64, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # The last sequence number handed to one of this job's stream events.
+    event_seq = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ContentJobQuerySet.as_manager()
+
+    TERMINAL = frozenset({Status.DONE, Status.FAILED, Status.CANCELLED})
+    ACTIVE = frozenset({Status.QUEUED, Status.RUNNING})
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["company", "-created_at"], name="job_company_created")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["company", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="job_unique_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=100), name="job_progress_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_type} {str(self.id)[:8]} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        end = self.finished_at
+        if end is None:
+            from django.utils import timezone
+
+            end = timezone.now()
+        return (end - self.started_at).total_seconds()
+
+
+class JobEvent(models.Model):
+    """One stored event of a job's stream, written in the transaction of the change it reports.
+
+    `seq` numbers the job's own stream; the primary key orders a company's stream.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    job = models.ForeignKey(ContentJob, on_delete=models.CASCADE, related_name="events")
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=40)
+    # The whole job, already encoded as JSON: stored once, sent as is.
+    data = models.TextField()
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="jobevent_unique_job_seq")]
+        indexes = [models.Index(fields=["company", "id"], name="jobevent_company_id")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.seq} of {self.job_id}"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type in TERMINAL_EVENT_TYPES
+
+
+TERMINAL_EVENT_TYPES = frozenset({"content_job.done", "content_job.failed", "content_job.cancelled"})

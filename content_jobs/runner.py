@@ -1,0 +1,152 @@
+"""Runs one job: the context a handler reports through, and the outcome of its run."""
+import logging
+import re
+import threading
+import time
+import traceback
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+
+from job_logs.services import log_append
+
+from . import registry, services
+from .models import ContentJob
+from .representation import artifact_path
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class JobCancelled(Exception):
+    """Raised by check_cancelled(): the handler stops here and the job becomes cancelled."""
+
+
+class JobFailed(Exception):
+    """Raise from a handler to fail the job with a chosen error code and message."""
+
+    def __init__(self, message: str, *, code: str = "job_failed"):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def artifact_storage_name(job_id, name: str) -> str:
+    return f"artifacts/{job_id}/{name}"
+
+
+class JobContext:
+    """What a handler receives: the job's params and the calls to report through.
+
+    Progress is coalesced: at most NEXUS_PROGRESS_EVENTS_PER_SECOND writes a second per job, the
+    latest value always written (a timer writes a value that no later call carries out). A stage
+    change is written at once; log lines are never coalesced.
+    """
+
+    def __init__(self, job: ContentJob):
+        self.job = job
+        self.job_id = job.pk
+        self.params = job.params
+        self.artifacts: list[dict] = []
+        rate = settings.NEXUS_PROGRESS_EVENTS_PER_SECOND
+        self._min_interval = 1.0 / rate if rate > 0 else 0.0
+        self._lock = threading.Lock()
+        self._last_write = 0.0
+        self._pending: tuple[float, str | None] | None = None
+        self._timer: threading.Timer | None = None
+        self._stage = job.stage
+
+    # Progress ---------------------------------------------------------------------------
+    def progress(self, pct: float, stage: str | None = None) -> None:
+        with self._lock:
+            stage_changed = stage is not None and stage != self._stage
+            if stage is not None:
+                self._stage = stage
+            wait = self._min_interval - (time.monotonic() - self._last_write)
+            if stage_changed or wait <= 0:
+                self._write(pct, stage)
+                return
+            self._pending = (pct, stage)
+            if self._timer is None:
+                self._timer = threading.Timer(wait, self._flush_from_timer)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        """Write a coalesced progress value that is still waiting."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._pending is not None:
+                pct, stage = self._pending
+                self._write(pct, stage)
+
+    def _flush_from_timer(self) -> None:
+        try:
+            self.flush()
+        finally:
+            connection.close()  # the timer thread's own connection
+
+    def _write(self, pct: float, stage: str | None) -> None:
+        self._pending = None
+        self._last_write = time.monotonic()
+        self.job = services.job_report_progress(job=self.job, progress=pct, stage=stage)
+
+    # Logs, cancellation, artifacts -------------------------------------------------------
+    def log(self, message: str, severity: str = "info") -> None:
+        log_append(job_id=self.job_id, message=str(message), severity=severity)
+
+    def check_cancelled(self) -> None:
+        if services.job_is_cancel_requested(job_id=self.job_id):
+            raise JobCancelled()
+
+    def save_artifact(self, name: str, data: bytes, content_type: str) -> dict:
+        if not ARTIFACT_NAME.match(name):
+            raise ValueError(f"artifact name {name!r} must be a plain file name")
+        storage_name = artifact_storage_name(self.job_id, name)
+        if default_storage.exists(storage_name):
+            default_storage.delete(storage_name)
+        default_storage.save(storage_name, ContentFile(data))
+        entry = {
+            "name": name,
+            "contentType": content_type,
+            "size": len(data),
+            "url": artifact_path(self.job.company_id, self.job_id, name),
+        }
+        self.artifacts = [a for a in self.artifacts if a["name"] != name] + [entry]
+        return entry
+
+
+def run_job(job_id) -> ContentJob | None:
+    """Run a queued job to its end; a job that is no longer queued is skipped (None)."""
+    job = services.job_start(job_id=job_id)
+    if job is None:
+        logger.info("job %s is not queued any more; skipped", job_id)
+        return None
+    ctx = JobContext(job)
+    try:
+        job_type = registry.get(job.job_type)
+        returned = job_type.handler(ctx)
+        ctx.flush()
+        result = dict(returned or {})
+        if ctx.artifacts:
+            result["artifacts"] = ctx.artifacts
+        return services.job_complete(job=ctx.job, result=result)
+    except JobCancelled:
+        ctx.flush()
+        ctx.log("Cancelled at a checkpoint.", "warning")
+        return services.job_stop_cancelled(job=ctx.job)
+    except JobFailed as exc:
+        ctx.flush()
+        ctx.log(exc.message, "error")
+        return services.job_fail(job=ctx.job, code=exc.code, message=exc.message)
+    except Exception as exc:  # a handler's bug must fail its job, never the worker
+        ctx.flush()
+        logger.exception("job %s failed", job_id)
+        ctx.log(traceback.format_exc()[-8000:], "error")
+        message = f"{type(exc).__name__}: {exc}"
+        return services.job_fail(job=ctx.job, code="handler_error", message=message[:300])

@@ -1,0 +1,226 @@
+"""The only code that writes content jobs.
+
+Every state change is checked against TRANSITIONS, stored together with its stream event, and
+announced (signal, enqueue) only after the transaction commits.
+"""
+import hashlib
+import json
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import events, registry
+from .errors import IdempotencyConflict, InvalidTransition
+from .models import Company, ContentJob
+
+S = ContentJob.Status
+
+# The one transition table: from a status, the statuses a job may move to.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
+    S.RUNNING: frozenset({S.DONE, S.FAILED, S.CANCELLED, S.QUEUED}),
+    S.DONE: frozenset(),
+    S.FAILED: frozenset({S.QUEUED}),
+    S.CANCELLED: frozenset({S.QUEUED}),
+}
+
+
+def _enqueue_run(job_id) -> None:
+    # Imported here: the tasks module imports the runner, which imports this module.
+    from .tasks import run_content_job
+
+    run_content_job.enqueue(str(job_id))
+
+
+def _move(job: ContentJob, target: str, *, event_type: str | None = None, **fields: Any) -> ContentJob:
+    """Move a locked job to `target`, save the named fields and store the event."""
+    if target not in TRANSITIONS[job.status]:
+        raise InvalidTransition(job.status, target)
+    now = timezone.now()
+    job.status = target
+    job.updated_at = now
+    if target in ContentJob.TERMINAL:
+        job.finished_at = now
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.save(update_fields=["status", "updated_at", "finished_at", *fields])
+    events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS.get(target, events.STATUS))
+    return job
+
+
+def _locked(job_or_id) -> ContentJob:
+    pk = getattr(job_or_id, "pk", job_or_id)
+    return ContentJob.objects.select_for_update().get(pk=pk)
+
+
+def request_fingerprint(*, job_type: str, params: Any, source_task_id: str | None) -> str:
+    body = json.dumps(
+        {"jobType": job_type, "params": params, "sourceTaskId": source_task_id},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def job_submit(
+    *,
+    company: Company,
+    job_type: str,
+    params: dict | None = None,
+    source_task_id: str | None = None,
+    idempotency_key: str | None = None,
+    by=None,
+) -> tuple[ContentJob, bool]:
+    """Store a queued job and enqueue its run on commit; returns (job, created).
+
+    With an idempotency key already used by this company within the idempotency window, the
+    first job is returned (created is False) if the request is the same, else it is a conflict.
+    """
+    fingerprint = request_fingerprint(job_type=job_type, params=params, source_task_id=source_task_id)
+    clean_params = registry.validate_params(job_type, params)
+    if idempotency_key is None:
+        return _create_job(company, job_type, clean_params, source_task_id, None, fingerprint, by), True
+
+    window_start = timezone.now() - timedelta(seconds=settings.NEXUS_IDEMPOTENCY_SECONDS)
+    for _ in range(3):
+        with transaction.atomic():
+            existing = (
+                ContentJob.objects.select_for_update()
+                .filter(company=company, idempotency_key=idempotency_key)
+                .first()
+            )
+            if existing is not None and existing.created_at >= window_start:
+                if existing.request_fingerprint != fingerprint:
+                    raise IdempotencyConflict()
+                return existing, False
+            if existing is not None:
+                # The key's window is over: it may name a new job now.
+                existing.idempotency_key = None
+                existing.save(update_fields=["idempotency_key"])
+            try:
+                with transaction.atomic():
+                    job = _create_job(
+                        company, job_type, clean_params, source_task_id, idempotency_key, fingerprint, by
+                    )
+                return job, True
+            except IntegrityError:
+                # A concurrent request with the same key won the insert; read its job.
+                pass
+    raise IdempotencyConflict()
+
+
+@transaction.atomic
+def _create_job(company, job_type, params, source_task_id, idempotency_key, fingerprint, by) -> ContentJob:
+    now = timezone.now()
+    job = ContentJob.objects.create(
+        company=company,
+        job_type=job_type,
+        params=params,
+        source_task_id=source_task_id,
+        idempotency_key=idempotency_key,
+        request_fingerprint=fingerprint,
+        created_by=by if getattr(by, "pk", None) else None,
+        created_at=now,
+        updated_at=now,
+    )
+    events.record_job_event(job, events.STATUS)
+    transaction.on_commit(partial(_enqueue_run, job.pk))
+    return job
+
+
+@transaction.atomic
+def job_start(*, job_id) -> ContentJob | None:
+    """Move a queued job to running for one more attempt; None if it is no longer queued."""
+    try:
+        job = _locked(job_id)
+    except ContentJob.DoesNotExist:
+        return None
+    if job.status != S.QUEUED:
+        return None
+    return _move(
+        job,
+        S.RUNNING,
+        event_type=events.RUNNING,
+        attempt=job.attempt + 1,
+        started_at=timezone.now(),
+        progress=0.0,
+        stage="",
+    )
+
+
+@transaction.atomic
+def job_report_progress(*, job: ContentJob, progress: float, stage: str | None = None) -> ContentJob:
+    """Store a running job's progress (0 to 100) and stage, and publish it."""
+    job = _locked(job)
+    if job.status != S.RUNNING:
+        return job
+    job.progress = max(0.0, min(100.0, float(progress)))
+    if stage is not None:
+        job.stage = stage[:255]
+    job.updated_at = timezone.now()
+    job.save(update_fields=["progress", "stage", "updated_at"])
+    events.record_job_event(job, events.PROGRESS)
+    return job
+
+
+@transaction.atomic
+def job_complete(*, job: ContentJob, result: dict | None) -> ContentJob:
+    """A running job's handler finished: done, at 100%."""
+    return _move(_locked(job), S.DONE, progress=100.0, result=result, error=None)
+
+
+@transaction.atomic
+def job_fail(*, job: ContentJob, code: str, message: str) -> ContentJob:
+    """A running job's handler failed."""
+    return _move(_locked(job), S.FAILED, error={"code": code, "message": message[:1000]})
+
+
+@transaction.atomic
+def job_stop_cancelled(*, job: ContentJob) -> ContentJob:
+    """A running job's handler stopped at a checkpoint after cancellation was requested."""
+    return _move(_locked(job), S.CANCELLED, error=None)
+
+
+@transaction.atomic
+def job_cancel(*, job: ContentJob, by=None) -> ContentJob:
+    """Cancel a queued job at once; ask a running one to stop at its next checkpoint."""
+    job = _locked(job)
+    if job.status in ContentJob.TERMINAL:
+        raise InvalidTransition(job.status, S.CANCELLED)
+    if job.status == S.QUEUED:
+        return _move(job, S.CANCELLED)
+    if not job.cancel_requested:
+        job.cancel_requested = True
+        job.updated_at = timezone.now()
+        job.save(update_fields=["cancel_requested", "updated_at"])
+        events.record_job_event(job, events.PROGRESS)
+    return job
+
+
+@transaction.atomic
+def job_retry(*, job: ContentJob, by=None) -> ContentJob:
+    """Queue a failed or cancelled job again; its next run is attempt + 1."""
+    job = _locked(job)
+    if job.status not in (S.FAILED, S.CANCELLED):
+        raise InvalidTransition(job.status, S.QUEUED)
+    _move(
+        job,
+        S.QUEUED,
+        progress=0.0,
+        stage="",
+        result=None,
+        error=None,
+        cancel_requested=False,
+        started_at=None,
+        finished_at=None,
+    )
+    transaction.on_commit(partial(_enqueue_run, job.pk))
+    return job
+
+
+def job_is_cancel_requested(*, job_id) -> bool:
+    return ContentJob.objects.filter(pk=job_id, cancel_requested=True).exists()

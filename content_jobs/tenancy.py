@@ -1,0 +1,55 @@
+"""Tenancy, decided in one place: which company a request speaks of, and what its user may do."""
+import uuid
+
+from django.http import Http404
+from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
+
+from .models import Company, ContentJob, Membership
+
+
+def parse_uuid(value) -> uuid.UUID:
+    """A path id as a UUID; a malformed one is simply not found (404)."""
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise Http404("not a valid id") from None
+
+
+def membership_for(user, company_id) -> Membership:
+    """The user's membership in the company; 404 when there is none (no hint the company exists)."""
+    if not user or not user.is_authenticated:
+        raise Http404
+    membership = (
+        Membership.objects.select_related("company").filter(user=user, company_id=parse_uuid(company_id)).first()
+    )
+    if membership is None:
+        raise Http404
+    return membership
+
+
+class CompanyRolePermission(BasePermission):
+    """Resolves the request's membership (404 for a non-member); members write, viewers read."""
+
+    message = "Viewers may read jobs but not change them."
+
+    def has_permission(self, request, view) -> bool:
+        request.membership = membership_for(request.user, view.kwargs["company_id"])
+        if request.method in SAFE_METHODS:
+            return True
+        return request.membership.role == Membership.Role.MEMBER
+
+
+class CompanyScoped:
+    """Mixin for views under /api/companies/{company_id}/: the company comes from the membership."""
+
+    permission_classes = [IsAuthenticated, CompanyRolePermission]
+
+    @property
+    def company(self) -> Company:
+        return self.request.membership.company
+
+    def get_job(self, job_id) -> ContentJob:
+        try:
+            return ContentJob.objects.get(pk=parse_uuid(job_id), company=self.company)
+        except ContentJob.DoesNotExist:
+            raise Http404 from None

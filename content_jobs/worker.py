@@ -1,0 +1,95 @@
+"""The task worker that runs inside the server process (the embedded default).
+
+It drives django-tasks-db's own Worker in batch mode ("run what is ready, then return") from a
+thread, so claiming stays the library's (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, an
+exclusive transaction on SQLite). The library's loop installs signal handlers, which only a
+main thread may do, so this thread never calls that part; between batches it sleeps on an
+event that a submission in this process sets, so a new job starts at once, and looks again
+every NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (other processes, run_after).
+"""
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connections
+from django.utils.crypto import get_random_string
+from django_tasks_db.management.commands.db_worker import Worker
+
+logger = logging.getLogger(__name__)
+
+
+class EmbeddedWorker:
+    def __init__(self, *, poll_seconds: float | None = None, worker_id: str | None = None):
+        self.poll_seconds = settings.NEXUS_WORKER_POLL_SECONDS if poll_seconds is None else poll_seconds
+        self.worker_id = worker_id or f"embedded-{get_random_string(12)}"
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._batch: Worker | None = None
+
+    def start(self) -> "EmbeddedWorker":
+        self._thread = threading.Thread(target=self._loop, name="nexus-embedded-worker", daemon=True)
+        self._thread.start()
+        logger.info("embedded worker %s started", self.worker_id)
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Take no new task; let a running one finish (up to `timeout` seconds)."""
+        self._stopping.set()
+        batch = self._batch
+        if batch is not None:
+            batch.running = False
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        logger.info("embedded worker %s stopped", self.worker_id)
+
+    def _loop(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                self._batch = Worker(
+                    queue_names=["*"],
+                    interval=0.02,
+                    batch=True,
+                    backend_name="default",
+                    startup_delay=False,
+                    max_tasks=None,
+                    worker_id=self.worker_id,
+                    excluded_queue_names=[],
+                )
+                try:
+                    self._batch.run()
+                except Exception:
+                    logger.exception("embedded worker batch failed; retrying")
+                    self._stopping.wait(1.0)
+                finally:
+                    self._batch = None
+                    close_old_connections()
+                self._wake.wait(self.poll_seconds)
+        finally:
+            connections.close_all()
+
+
+_current: EmbeddedWorker | None = None
+
+
+def start_embedded(**kwargs) -> EmbeddedWorker:
+    global _current
+    _current = EmbeddedWorker(**kwargs).start()
+    return _current
+
+
+def stop_embedded(timeout: float | None = 30.0) -> None:
+    global _current
+    if _current is not None:
+        _current.stop(timeout)
+        _current = None
+
+
+def wake() -> None:
+    if _current is not None:
+        _current.wake()

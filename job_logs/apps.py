@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class JobLogsConfig(AppConfig):
+    name = "job_logs"
+    verbose_name = "Job logs"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,30 @@
+from django.contrib import admin
+from django.urls import path, re_path
+
+from content_jobs import views as job_views
+from job_logs import views as log_views
+
+S = "/?"  # every path works with and without a trailing slash
+JOB = r"^api/companies/(?P<company_id>[^/]+)/content-jobs/(?P<job_id>[^/]+)"
+
+jobs = job_views.ContentJobViewSet
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", job_views.healthz, name="healthz"),
+    re_path(
+        rf"^api/companies/(?P<company_id>[^/]+)/content-jobs{S}$",
+        jobs.as_view({"get": "list", "post": "create"}),
+        name="job-list",
+    ),
+    re_path(rf"{JOB}{S}$", jobs.as_view({"get": "retrieve"}), name="job-detail"),
+    re_path(rf"{JOB}/cancel{S}$", jobs.as_view({"post": "cancel"}), name="job-cancel"),
+    re_path(rf"{JOB}/retry{S}$", jobs.as_view({"post": "retry"}), name="job-retry"),
+    re_path(rf"{JOB}/artifacts/(?P<name>[^/]+){S}$", jobs.as_view({"get": "artifact"}), name="job-artifact"),
+    re_path(rf"{JOB}/logs{S}$", log_views.JobLogsView.as_view(), name="job-logs"),
+]
+
+handler400 = "content_jobs.api_errors.json_400"
+handler403 = "content_jobs.api_errors.json_403"
+handler404 = "content_jobs.api_errors.json_404"
+handler500 = "content_jobs.api_errors.json_500"
