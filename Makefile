@@ -1,0 +1,36 @@
+# Nexus content jobs: `make run` serves the embedded default, `make test` runs every test.
+SHELL := /bin/bash
+PORT ?= 8000
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
+	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+	echo $$p; break; fi; done)
+
+.PHONY: run test setup migrate browser clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "Nexus content jobs needs Python 3.11 or newer; found: $$(python3 --version 2>&1 || echo none)." >&2; \
+		echo "Install Python 3.11+ (or run: make PYTHON=/path/to/python3.11 ...)." >&2; exit 1; fi
+	@if [ ! -x $(PY) ] || ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+		rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+migrate: $(STAMP)
+	$(PY) manage.py migrate --noinput -v 0
+
+run: migrate
+	PORT=$(PORT) $(PY) manage.py serve --port $(PORT)
+
+test: $(STAMP)
+	@bash scripts/ensure-chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

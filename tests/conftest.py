@@ -1,0 +1,116 @@
+import os
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from content_jobs.models import Company, ContentJob, Membership
+from content_jobs.worker import EmbeddedWorker
+from tests.live import LiveServer
+
+User = get_user_model()
+
+
+@pytest.fixture(autouse=True)
+def _media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture
+def company(db) -> Company:
+    return Company.objects.create(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def other_company(db) -> Company:
+    return Company.objects.create(slug="globex", name="Globex")
+
+
+def make_user(username: str, company: Company | None = None, role: str = Membership.Role.MEMBER):
+    user = User.objects.create_user(username=username, password=f"pw-{username}")
+    if company is not None:
+        Membership.objects.create(user=user, company=company, role=role)
+    return user
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+@pytest.fixture
+def member(company):
+    return make_user("alice", company)
+
+
+@pytest.fixture
+def viewer(company):
+    return make_user("victor", company, Membership.Role.VIEWER)
+
+
+@pytest.fixture
+def outsider(other_company):
+    return make_user("gina", other_company)
+
+
+@pytest.fixture
+def api(member) -> APIClient:
+    """An API client authenticated as a member of `company`."""
+    return client_for(member)
+
+
+@pytest.fixture
+def viewer_api(viewer) -> APIClient:
+    return client_for(viewer)
+
+
+@pytest.fixture
+def outsider_api(outsider) -> APIClient:
+    return client_for(outsider)
+
+
+@pytest.fixture
+def jobs_url(company) -> str:
+    return f"/api/companies/{company.id}/content-jobs"
+
+
+@pytest.fixture
+def worker(transactional_db):
+    """A real embedded task worker thread, against the test database."""
+    w = EmbeddedWorker(poll_seconds=0.05).start()
+    from content_jobs import worker as worker_module
+
+    previous, worker_module._current = worker_module._current, w
+    yield w
+    worker_module._current = previous
+    w.stop(timeout=30)
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
+
+
+def wait_for_job(job_id, statuses=ContentJob.TERMINAL, timeout: float = 20.0) -> ContentJob:
+    def check():
+        job = ContentJob.objects.get(pk=job_id)
+        return job if job.status in statuses else None
+
+    return wait_for(check, timeout)
+
+
+@pytest.fixture(scope="session")
+def live_server_proc(tmp_path_factory):
+    """One real server process (daphne + embedded worker on its own SQLite file) per test worker."""
+    server = LiveServer(var_dir=tmp_path_factory.mktemp("live")).prepare().start()
+    yield server
+    server.stop()
