@@ -6,17 +6,15 @@
 `code` is stable and machine-readable; `errors` names each offending field (dotted path; absent
 when no field is to blame).
 """
-import json
 import logging
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
-from rest_framework.views import set_rollback
 
 from .errors import DomainError
+from .parsers import PayloadTooLarge
 
 logger = logging.getLogger(__name__)
 
@@ -80,27 +78,6 @@ def flatten_errors(detail, prefix: str = "") -> list[dict]:
     return out
 
 
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "body_too_large"
-    default_detail = "The request body is too large."
-
-
-class LimitedJSONParser(JSONParser):
-    """DRF's JSON parser with a cap on the body size (DRF itself reads bodies without one)."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.NEXUS_MAX_BODY_BYTES
-        data = stream.read(limit + 1) if stream is not None else b""
-        if len(data) > limit:
-            raise PayloadTooLarge(f"The request body may hold at most {limit} bytes.")
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        try:
-            return json.loads(data.decode(encoding))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise exceptions.ParseError(f"Malformed JSON: {exc}") from exc
-
-
 def _code_for(exc: exceptions.APIException) -> str:
     codes = exc.get_codes()
     if isinstance(codes, str):
@@ -112,6 +89,8 @@ def _code_for(exc: exceptions.APIException) -> str:
 
 def exception_handler(exc, context):
     """DRF's exception handler, answering in the problem-details shape."""
+    from rest_framework.views import set_rollback  # not at import time: DRF's views import our parser
+
     if isinstance(exc, DomainError):
         set_rollback()
         errors = None

@@ -10,7 +10,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from .models import ContentJob, JobEvent
+from .models import Company, ContentJob, JobEvent
 from .representation import job_representation
 from .signals import job_changed
 
@@ -31,14 +31,20 @@ def encode(data) -> str:
 def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     """Store the job's current state as its next stream event; publish it after commit.
 
-    The caller holds the job's row lock (select_for_update), which orders a job's events.
+    The caller holds the job's row lock (select_for_update), which orders a job's events; the
+    company's row lock, taken here, orders the company's events.
     """
     job.event_seq += 1
     ContentJob.objects.filter(pk=job.pk).update(event_seq=job.event_seq)
+    company_seq = (
+        Company.objects.select_for_update().filter(pk=job.company_id).values_list("event_seq", flat=True).get() + 1
+    )
+    Company.objects.filter(pk=job.company_id).update(event_seq=company_seq)
     event = JobEvent.objects.create(
         job_id=job.pk,
         company_id=job.company_id,
         seq=job.event_seq,
+        company_seq=company_seq,
         type=event_type,
         data=encode(job_representation(job)),
         created_at=timezone.now(),
@@ -47,3 +53,56 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
         partial(job_changed.send, sender=ContentJob, job_id=job.pk, company_id=job.company_id, event=event)
     )
     return event
+
+
+# Channels and groups -----------------------------------------------------------------------
+# django-eventstream channels (the ids of a stream are numbered per channel) and the channel
+# layer groups that carry them between processes.
+JOB_CHANNEL = "job"
+COMPANY_CHANNEL = "company"
+LOG_CHANNEL = "joblog"
+
+
+def job_channel(job_id) -> str:
+    return f"{JOB_CHANNEL}-{job_id}"
+
+
+def company_channel(company_id) -> str:
+    return f"{COMPANY_CHANNEL}-{company_id}"
+
+
+def log_channel(job_id) -> str:
+    return f"{LOG_CHANNEL}-{job_id}"
+
+
+def job_group(job_id) -> str:
+    return f"job.{job_id}"
+
+
+def company_group(company_id) -> str:
+    return f"company.{company_id}"
+
+
+def _message(channel: str, event_type: str | None, event_id: int, data: str) -> dict:
+    from .stream_hub import MESSAGE_TYPE
+
+    return {"type": MESSAGE_TYPE, "channel": channel, "event": event_type, "id": event_id, "data": data}
+
+
+def publish_job_event(event: JobEvent) -> None:
+    """Push a stored job event to the job's and the company's subscribers, in every process."""
+    from .stream_hub import hub
+
+    hub.publish(job_group(event.job_id), _message(job_channel(event.job_id), event.type, event.seq, event.data))
+    hub.publish(
+        company_group(event.company_id),
+        _message(company_channel(event.company_id), event.type, event.company_seq, event.data),
+    )
+
+
+def publish_log_line(*, job_id, event_id: int, payload: dict) -> None:
+    """Push a stored log line (its payload) to the job's log subscribers, in every process."""
+    from .stream_hub import hub
+
+    data = encode({"log": payload})
+    hub.publish(job_group(job_id), _message(log_channel(job_id), None, event_id, data))

@@ -10,6 +10,8 @@ class Company(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     slug = models.SlugField(max_length=100, unique=True)
     name = models.CharField(max_length=200)
+    # The last sequence number handed to an event of this company's stream.
+    event_seq = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -116,21 +118,26 @@ class ContentJob(models.Model):
 class JobEvent(models.Model):
     """One stored event of a job's stream, written in the transaction of the change it reports.
 
-    `seq` numbers the job's own stream; the primary key orders a company's stream.
+    `seq` numbers the job's own stream 1, 2, 3, ...; `company_seq` numbers the company's stream.
+    Both have no holes and are committed in order (each is handed out under a row lock), so a
+    stream that sees number n+2 after n knows it missed n+1 and reads it from here.
     """
 
     id = models.BigAutoField(primary_key=True)
     job = models.ForeignKey(ContentJob, on_delete=models.CASCADE, related_name="events")
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
     seq = models.PositiveBigIntegerField()
+    company_seq = models.PositiveBigIntegerField()
     type = models.CharField(max_length=40)
     # The whole job, already encoded as JSON: stored once, sent as is.
     data = models.TextField()
     created_at = models.DateTimeField(db_index=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="jobevent_unique_job_seq")]
-        indexes = [models.Index(fields=["company", "id"], name="jobevent_company_id")]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "seq"], name="jobevent_unique_job_seq"),
+            models.UniqueConstraint(fields=["company", "company_seq"], name="jobevent_unique_company_seq"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.type} #{self.seq} of {self.job_id}"

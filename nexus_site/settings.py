@@ -116,8 +116,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 30,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    test_name = os.environ.get("NEXUS_TEST_SQLITE")
-    DATABASES["default"]["TEST"] = {"NAME": test_name or str(VAR_DIR / "test.sqlite3")}
+    # Tests use a file (WAL needs one; an in-memory database cannot be shared with the worker
+    # thread), one per test process so parallel runs never share it.
+    test_name = os.environ.get("NEXUS_TEST_SQLITE") or str(VAR_DIR / f"test-{os.getpid()}.sqlite3")
+    DATABASES["default"]["TEST"] = {"NAME": test_name}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -144,7 +146,21 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            # One hub channel per process takes every message: room for bursts, and group
+            # memberships that last as long as the streams that asked for them.
+            "CONFIG": {"capacity": 100_000, "expiry": 60, "group_expiry": 10 * 365 * 86400},
+        }
+    }
+
+# django-eventstream: our storage reads the project's own tables; our channel manager decides
+# who may read a channel.
+EVENTSTREAM_STORAGE_CLASS = "content_jobs.stream_storage.ProjectStorage"
+EVENTSTREAM_CHANNELMANAGER_CLASS = "content_jobs.stream_storage.ProjectChannelManager"
+NEXUS_SSE_KEEPALIVE_SECONDS = env_float("NEXUS_SSE_KEEPALIVE_SECONDS", 15.0)
+NEXUS_SSE_RETRY_MS = env_int("NEXUS_SSE_RETRY_MS", 2000)
 
 # REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -153,7 +169,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["content_jobs.api_errors.LimitedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["content_jobs.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "content_jobs.api_errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "content_jobs.pagination.JobPagination",

@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
+from content_jobs import streams as job_streams
 from content_jobs import views as job_views
+from job_logs import streams as log_streams
 from job_logs import views as log_views
 
 S = "/?"  # every path works with and without a trailing slash
@@ -22,6 +24,9 @@ urlpatterns = [
     re_path(rf"{JOB}/retry{S}$", jobs.as_view({"post": "retry"}), name="job-retry"),
     re_path(rf"{JOB}/artifacts/(?P<name>[^/]+){S}$", jobs.as_view({"get": "artifact"}), name="job-artifact"),
     re_path(rf"{JOB}/logs{S}$", log_views.JobLogsView.as_view(), name="job-logs"),
+    re_path(rf"{JOB}/events{S}$", job_streams.job_events, name="job-events"),
+    re_path(rf"^api/companies/(?P<company_id>[^/]+)/events{S}$", job_streams.company_events, name="company-events"),
+    re_path(rf"^jobs/(?P<job_id>[^/]+)/logs{S}$", log_streams.log_stream, name="job-log-stream"),
 ]
 
 handler400 = "content_jobs.api_errors.json_400"

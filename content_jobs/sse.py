@@ -1,0 +1,178 @@
+"""Server-Sent Events: the stream engine shared by the job, company and log streams.
+
+A stream registers a django-eventstream Listener for its channels and makes the process's hub
+join the channel-layer group *before* it reads storage, so nothing committed after that read is
+missed; what arrives twice is dropped by id. Ids are gapless per channel, so a live event whose
+id jumps ahead tells the stream it missed some (a full listener queue, a layer outage): it reads
+them from storage. While it waits, a stream holds no thread and no database connection: only
+the listener's asyncio event, with a keep-alive comment at least every NEXUS_SSE_KEEPALIVE_SECONDS.
+"""
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django_eventstream.event import Event
+from django_eventstream.utils import sse_encode_event
+from django_eventstream.views import Listener, get_listener_manager
+from rest_framework.authtoken.models import Token
+
+from .api_errors import problem_response
+from .stream_hub import hub
+from .stream_storage import ProjectStorage
+
+logger = logging.getLogger(__name__)
+
+storage = ProjectStorage()
+PAGE = 1000
+
+
+class StreamError(Exception):
+    def __init__(self, status: int, code: str, detail: str):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+    def response(self):
+        return problem_response(self.status, self.code, self.detail)
+
+
+def named_frame(event_type: str, event_id: int, data: str) -> str:
+    return sse_encode_event(event_type, data, event_id=event_id)
+
+
+def unnamed_frame(event_id: int, data: str) -> str:
+    # No `event:` line, so EventSource.onmessage receives it.
+    return f"id: {event_id}\ndata: {data}\n\n"
+
+
+def frame_for(event: Event) -> str:
+    if event.type is None:
+        return unnamed_frame(event.id, event.data)
+    return named_frame(event.type, event.id, event.data)
+
+
+def parse_last_event_id(request) -> int | None:
+    raw = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise StreamError(400, "invalid_last_event_id", "Last-Event-ID must be an event id from this stream.") from None
+    if value < 0:
+        raise StreamError(400, "invalid_last_event_id", "Last-Event-ID must be an event id from this stream.")
+    return value
+
+
+async def request_user(request):
+    """The user of an `Authorization: Token` header or a session; None when there is neither."""
+    header = request.headers.get("Authorization", "")
+    if header:
+        keyword, _, key = header.partition(" ")
+        if keyword != "Token" or not key.strip():
+            raise StreamError(401, "authentication_failed", "Invalid Authorization header.")
+        token = await Token.objects.select_related("user").filter(key=key.strip()).afirst()
+        if token is None or not token.user.is_active:
+            raise StreamError(401, "authentication_failed", "Invalid token.")
+        return token.user
+    user = await request.auser()
+    return user if user.is_authenticated else None
+
+
+def sse_response(content: AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(content, content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+async def read_after(channel: str, last_id: int) -> list[Event]:
+    """Every stored event of `channel` after `last_id`, in order."""
+    out: list[Event] = []
+    while True:
+        page = await sync_to_async(storage.get_events)(channel, last_id, limit=PAGE)
+        out.extend(page)
+        if len(page) < PAGE:
+            return out
+        last_id = page[-1].id
+
+
+class Source:
+    """What one kind of stream reads and when it ends; `run_stream` drives it.
+
+    `cursor` is the id of the last event of `channel` the client has; `finished` ends the stream.
+    """
+
+    channel: str
+    group: str
+    listen: set[str]
+
+    def __init__(self, cursor: int):
+        self.cursor = cursor
+        self.finished = False
+
+    async def opening(self) -> list[str]:
+        return await self.catch_up()
+
+    async def catch_up(self) -> list[str]:
+        return [self.accept(event) for event in await read_after(self.channel, self.cursor) if not self.finished]
+
+    def accept(self, event: Event) -> str:
+        self.cursor = event.id
+        return frame_for(event)
+
+    async def other(self, channel: str, events: list[Event]) -> list[str]:
+        """Events of a listened channel other than `channel`."""
+        return []
+
+    async def live(self, items: dict[str, list[Event]]) -> list[str]:
+        frames: list[str] = []
+        for event in items.get(self.channel, []):
+            if self.finished or event.id <= self.cursor:
+                continue  # seen already (it was read from storage too)
+            if event.id > self.cursor + 1:
+                frames.extend(await self.catch_up())  # a gap: the missing ones are stored
+                continue
+            frames.append(self.accept(event))
+        for channel, events in items.items():
+            if channel != self.channel and not self.finished:
+                frames.extend(await self.other(channel, events))
+        return frames
+
+
+async def run_stream(source: Source) -> AsyncIterator[str]:
+    manager = get_listener_manager()
+    listener = Listener()
+    listener.channels = set(source.listen)
+    listener.assign_loop()
+    manager.add_listener(listener)
+    try:
+        await hub.subscribe(source.group)
+        try:
+            frames = await source.opening()
+            yield f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
+            keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
+            while not source.finished:
+                try:
+                    await asyncio.wait_for(listener.aevent.wait(), timeout=keepalive)
+                except asyncio.TimeoutError:
+                    # Quiet for a while: say so, and make sure nothing was missed meanwhile.
+                    frames = await source.catch_up()
+                    yield "".join(frames) + ": keep-alive\n\n"
+                    continue
+                with manager.lock:
+                    items, listener.channel_items = listener.channel_items, {}
+                    overflow, listener.overflow = listener.overflow, False
+                    listener.aevent.clear()
+                frames = await source.live(items)
+                if overflow:
+                    # The listener's queue was full and dropped events: storage has them.
+                    frames.extend(await source.catch_up())
+                if frames:
+                    yield "".join(frames)
+        finally:
+            hub.release(source.group)
+    finally:
+        manager.remove_listener(listener)

@@ -1,0 +1,106 @@
+"""The job event stream and the company event stream (async views; see content_jobs.sse)."""
+from django.http import HttpResponse
+
+from . import events
+from .models import TERMINAL_EVENT_TYPES, Company, ContentJob, Membership
+from .representation import job_representation
+from .sse import Source, StreamError, named_frame, parse_last_event_id, request_user, run_stream, sse_response
+from .tenancy import parse_uuid
+from .tokens import TokenError, job_id_from_stream_token
+
+
+class JobEvents(Source):
+    def __init__(self, job: ContentJob, cursor: int | None):
+        super().__init__(cursor or 0)
+        self.job = job
+        self.fresh = cursor is None
+        self.channel = events.job_channel(job.pk)
+        self.group = events.job_group(job.pk)
+        self.listen = {self.channel}
+
+    async def opening(self) -> list[str]:
+        if not self.fresh:
+            return await self.catch_up()
+        # A new client first gets the job as it is now, numbered as the latest stored event,
+        # so that a reconnect resumes right after it.
+        job = await ContentJob.objects.aget(pk=self.job.pk)
+        self.cursor = job.event_seq
+        self.finished = job.is_terminal
+        return [named_frame(events.STATUS, job.event_seq, events.encode(job_representation(job)))]
+
+    def accept(self, event) -> str:
+        if event.type in TERMINAL_EVENT_TYPES:
+            self.finished = True
+        return super().accept(event)
+
+
+class CompanyEvents(Source):
+    def __init__(self, company: Company, cursor: int | None):
+        super().__init__(company.event_seq if cursor is None else cursor)
+        self.channel = events.company_channel(company.pk)
+        self.group = events.company_group(company.pk)
+        self.listen = {self.channel}
+
+
+async def find_job(company_id, job_id) -> ContentJob:
+    job = await ContentJob.objects.filter(pk=parse_uuid_or_404(job_id), company_id=parse_uuid_or_404(company_id)).afirst()
+    if job is None:
+        raise StreamError(404, "not_found", "Not found.")
+    return job
+
+
+async def authorize_job_stream(request, job: ContentJob) -> None:
+    """A stream token for this job, or a user who is a member of the job's company."""
+    token = request.GET.get("token")
+    if token:
+        try:
+            token_job_id = job_id_from_stream_token(token)
+        except TokenError as exc:
+            raise StreamError(401, exc.code, exc.message) from None
+        if token_job_id != str(job.pk):
+            raise StreamError(403, "token_wrong_job", "This stream token belongs to another job.")
+        return
+    user = await request_user(request)
+    if user is None:
+        raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
+    if not await Membership.objects.filter(user=user, company_id=job.company_id).aexists():
+        raise StreamError(404, "not_found", "Not found.")
+
+
+async def job_events(request, company_id, job_id):
+    try:
+        cursor = parse_last_event_id(request)
+        job = await find_job(company_id, job_id)
+        await authorize_job_stream(request, job)
+    except StreamError as exc:
+        return exc.response()
+    if cursor is not None and job.is_terminal and cursor >= job.event_seq:
+        return HttpResponse(status=204)  # the client has the end: EventSource stops reconnecting
+    return sse_response(run_stream(JobEvents(job, cursor)))
+
+
+async def company_events(request, company_id):
+    try:
+        cursor = parse_last_event_id(request)
+        user = await request_user(request)
+        if user is None:
+            raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
+        membership = (
+            await Membership.objects.select_related("company")
+            .filter(user=user, company_id=parse_uuid_or_404(company_id))
+            .afirst()
+        )
+        if membership is None:
+            raise StreamError(404, "not_found", "Not found.")
+    except StreamError as exc:
+        return exc.response()
+    return sse_response(run_stream(CompanyEvents(membership.company, cursor)))
+
+
+def parse_uuid_or_404(value):
+    from django.http import Http404
+
+    try:
+        return parse_uuid(value)
+    except Http404:
+        raise StreamError(404, "not_found", "Not found.") from None

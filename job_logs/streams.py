@@ -1,0 +1,48 @@
+"""The log stream of a job: stored lines, then live ones, then the end once the job is over."""
+from django.http import HttpResponse
+
+from content_jobs import events
+from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob
+from content_jobs.sse import Source, StreamError, parse_last_event_id, run_stream, sse_response
+from content_jobs.streams import authorize_job_stream, parse_uuid_or_404
+
+from .models import LogLine
+
+
+class JobLogLines(Source):
+    def __init__(self, job: ContentJob, cursor: int):
+        super().__init__(cursor)
+        self.job = job
+        self.channel = events.log_channel(job.pk)
+        self.group = events.job_group(job.pk)
+        # The job's own channel tells when the job is over.
+        self.listen = {self.channel, events.job_channel(job.pk)}
+
+    async def opening(self) -> list[str]:
+        # Read the status before the lines: a job that was over then has all its lines stored.
+        over = (await ContentJob.objects.aget(pk=self.job.pk)).is_terminal
+        frames = await self.catch_up()
+        self.finished = over
+        return frames
+
+    async def other(self, channel, events_) -> list[str]:
+        if any(event.type in TERMINAL_EVENT_TYPES for event in events_):
+            frames = await self.catch_up()
+            self.finished = True
+            return frames
+        return []
+
+
+async def log_stream(request, job_id):
+    try:
+        cursor = parse_last_event_id(request)
+        job = await ContentJob.objects.filter(pk=parse_uuid_or_404(job_id)).afirst()
+        if job is None:
+            raise StreamError(404, "not_found", "Not found.")
+        await authorize_job_stream(request, job)
+    except StreamError as exc:
+        return exc.response()
+    cursor = cursor or 0
+    if job.is_terminal and not await LogLine.objects.for_job(job.pk).after(cursor).aexists():
+        return HttpResponse(status=204)  # a finished job with nothing left to send
+    return sse_response(run_stream(JobLogLines(job, cursor)))
