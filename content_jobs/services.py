@@ -224,3 +224,34 @@ def job_retry(*, job: ContentJob, by=None) -> ContentJob:
 
 def job_is_cancel_requested(*, job_id) -> bool:
     return ContentJob.objects.filter(pk=job_id, cancel_requested=True).exists()
+
+
+def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[str, int]:
+    """Delete terminal jobs finished before a time, in batches, with their events, log lines,
+    artifacts and finished task results; returns what was deleted."""
+    from django_tasks_db.models import DBTaskResult
+
+    from job_logs.services import logs_delete_for_jobs
+
+    from .models import JobEvent
+    from .runner import artifact_storage_name
+
+    counts = {"jobs": 0, "events": 0, "lines": 0, "tasks": 0}
+    old = ContentJob.objects.filter(status__in=ContentJob.TERMINAL, finished_at__lt=finished_before)
+    while True:
+        batch = list(old.values_list("pk", "result")[:batch_size])
+        if not batch:
+            break
+        ids = [pk for pk, _ in batch]
+        with transaction.atomic():
+            counts["events"] += JobEvent.objects.filter(job_id__in=ids).delete()[0]
+            counts["lines"] += logs_delete_for_jobs(job_ids=ids)
+            counts["jobs"] += ContentJob.objects.filter(pk__in=ids).delete()[1].get("content_jobs.ContentJob", 0)
+        if storage is not None:
+            for pk, result in batch:
+                for artifact in (result or {}).get("artifacts", []) if isinstance(result, dict) else []:
+                    name = artifact_storage_name(pk, artifact["name"])
+                    if storage.exists(name):
+                        storage.delete(name)
+    counts["tasks"] = DBTaskResult.objects.filter(finished_at__lt=finished_before).delete()[0]
+    return counts

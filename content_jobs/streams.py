@@ -104,3 +104,41 @@ def parse_uuid_or_404(value):
         return parse_uuid(value)
     except Http404:
         raise StreamError(404, "not_found", "Not found.") from None
+
+
+async def stream_stats(request):
+    """What this process holds for its streams; for operators and the disconnect tests.
+
+    Off unless NEXUS_INTERNAL_STATS is true (it says nothing about any tenant, but it is no
+    one's business by default).
+    """
+    import asyncio
+    import os
+    import threading
+
+    from django.conf import settings
+    from django.http import JsonResponse
+    from django_eventstream.views import get_listener_manager
+
+    from .stream_hub import hub
+
+    if not settings.NEXUS_INTERNAL_STATS:
+        return StreamError(404, "not_found", "Not found.").response()
+    manager = get_listener_manager()
+    with manager.lock:
+        listeners = len({id(l) for ls in manager.listeners_by_channel.values() for l in ls})
+    try:
+        open_fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        open_fds = None
+    return JsonResponse(
+        {
+            "listeners": listeners,
+            "hub": hub.stats(),
+            "tasks": len(asyncio.all_tasks()),
+            "threads": threading.active_count(),
+            "openFds": open_fds,
+            "published": hub.published,
+            "delivered": hub.delivered,
+        }
+    )

@@ -57,3 +57,9 @@ def log_append(*, job_id, message: str, severity: str = LogLine.Severity.INFO) -
     """Store one line as the job's next line; None when the job's line limit dropped it."""
     lines = log_append_many(job_id=job_id, entries=[(message, severity)])
     return lines[0] if lines else None
+
+
+def logs_delete_for_jobs(*, job_ids) -> int:
+    """Delete every line (and cursor) of these jobs in bulk; returns the number of lines."""
+    LogCursor.objects.filter(job_id__in=job_ids).delete()
+    return LogLine.objects.filter(job_id__in=job_ids).delete()[0]

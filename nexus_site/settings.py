@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "channels",
+    "corsheaders",
     "django_eventstream",
     "django_tasks",
     "django_tasks_db",
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -161,6 +163,13 @@ EVENTSTREAM_STORAGE_CLASS = "content_jobs.stream_storage.ProjectStorage"
 EVENTSTREAM_CHANNELMANAGER_CLASS = "content_jobs.stream_storage.ProjectChannelManager"
 NEXUS_SSE_KEEPALIVE_SECONDS = env_float("NEXUS_SSE_KEEPALIVE_SECONDS", 15.0)
 NEXUS_SSE_RETRY_MS = env_int("NEXUS_SSE_RETRY_MS", 2000)
+NEXUS_INTERNAL_STATS = env_bool("NEXUS_INTERNAL_STATS", False)
+
+# CORS for browsers on other origins: off unless origins are listed.
+CORS_ALLOWED_ORIGINS = env_list("NEXUS_CORS_ALLOWED_ORIGINS", [])
+CORS_URLS_REGEX = r"^/(api|jobs)/.*$"
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
+CORS_EXPOSE_HEADERS = ["Location", "Idempotent-Replayed"]
 
 # REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {

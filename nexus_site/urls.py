@@ -14,6 +14,7 @@ jobs = job_views.ContentJobViewSet
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", job_views.healthz, name="healthz"),
+    path("internal/stats", job_streams.stream_stats, name="stream-stats"),
     re_path(
         rf"^api/companies/(?P<company_id>[^/]+)/content-jobs{S}$",
         jobs.as_view({"get": "list", "post": "create"}),
