@@ -51,3 +51,13 @@ class LogMessageTooLong(DomainError):
 
     def __init__(self, limit: int):
         super().__init__(f"A log message may hold at most {limit} bytes.", field="event_message")
+
+
+class LeaseLost(Exception):
+    """The runner's lease on a job is gone (it was reaped, or another attempt runs it now):
+    its writes are refused. Not an API error: only a runner sees it."""
+
+    def __init__(self, job_id, attempt: int):
+        super().__init__(f"job {job_id} attempt {attempt} no longer holds its lease")
+        self.job_id = job_id
+        self.attempt = attempt

@@ -72,6 +72,9 @@ class ContentJob(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The runner holding the job: its worker and the time its lease runs out unless renewed.
+    worker_id = models.CharField(max_length=100, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     # The last sequence number handed to one of this job's stream events.
     event_seq = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(db_index=True)
@@ -86,7 +89,10 @@ class ContentJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["company", "-created_at"], name="job_company_created")]
+        indexes = [
+            models.Index(fields=["company", "-created_at"], name="job_company_created"),
+            models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["company", "idempotency_key"],

@@ -1,4 +1,5 @@
 """Signal receivers: the event publisher, and the embedded worker's wake-up."""
+from django.conf import settings
 from django.dispatch import receiver
 from django_tasks.signals import task_enqueued
 
@@ -11,6 +12,10 @@ def publish_job_event(sender, event, **kwargs) -> None:
     events.publish_job_event(event)
 
 
-@receiver(task_enqueued, dispatch_uid="content_jobs.wake_embedded_worker")
-def wake_embedded_worker(sender, task_result, **kwargs) -> None:
-    worker.wake()
+@receiver(task_enqueued, dispatch_uid="content_jobs.wake_workers")
+def wake_workers(sender, task_result, **kwargs) -> None:
+    worker.wake()  # this process's worker, at once
+    if settings.REDIS_URL:
+        from .stream_hub import hub
+
+        hub.wake_workers()  # every other process's

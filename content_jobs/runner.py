@@ -13,6 +13,7 @@ from django.db import connection
 from job_logs.services import log_append
 
 from . import registry, services
+from .errors import LeaseLost
 from .models import ContentJob
 from .representation import artifact_path
 
@@ -49,6 +50,10 @@ class JobContext:
     def __init__(self, job: ContentJob):
         self.job = job
         self.job_id = job.pk
+        # The fencing token: every write of this run names its attempt, and is refused once
+        # the attempt no longer holds the job.
+        self.attempt = job.attempt
+        self.lease_lost = False
         self.params = job.params
         self.artifacts: list[dict] = []
         rate = settings.NEXUS_PROGRESS_EVENTS_PER_SECOND
@@ -75,6 +80,12 @@ class JobContext:
                 self._timer.daemon = True
                 self._timer.start()
 
+    def cancel_timer(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
     def flush(self) -> None:
         """Write a coalesced progress value that is still waiting."""
         with self._lock:
@@ -88,19 +99,36 @@ class JobContext:
     def _flush_from_timer(self) -> None:
         try:
             self.flush()
+        except LeaseLost:
+            pass  # the handler's next call says so to the run
         finally:
             connection.close()  # the timer thread's own connection
 
     def _write(self, pct: float, stage: str | None) -> None:
         self._pending = None
         self._last_write = time.monotonic()
-        self.job = services.job_report_progress(job=self.job, progress=pct, stage=stage)
+        self._check_lease()
+        try:
+            self.job = services.job_report_progress(job=self.job, progress=pct, stage=stage, attempt=self.attempt)
+        except LeaseLost:
+            self.lease_lost = True
+            raise
+
+    def _check_lease(self) -> None:
+        if self.lease_lost:
+            raise LeaseLost(self.job_id, self.attempt)
 
     # Logs, cancellation, artifacts -------------------------------------------------------
     def log(self, message: str, severity: str = "info") -> None:
-        log_append(job_id=self.job_id, message=str(message), severity=severity)
+        self._check_lease()
+        try:
+            log_append(job_id=self.job_id, message=str(message), severity=severity, attempt=self.attempt)
+        except LeaseLost:
+            self.lease_lost = True
+            raise
 
     def check_cancelled(self) -> None:
+        self._check_lease()
         if services.job_is_cancel_requested(job_id=self.job_id):
             raise JobCancelled()
 
@@ -121,32 +149,78 @@ class JobContext:
         return entry
 
 
-def run_job(job_id) -> ContentJob | None:
+class Heartbeat:
+    """Renews a running attempt's lease every NEXUS_HEARTBEAT_SECONDS from a thread of its own,
+    so a handler busy in one long call keeps its job; tells the context when the lease is gone."""
+
+    def __init__(self, ctx: JobContext):
+        self.ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"nexus-heartbeat-{ctx.job_id}", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(settings.NEXUS_HEARTBEAT_SECONDS):
+                try:
+                    if not services.job_heartbeat(job_id=self.ctx.job_id, attempt=self.ctx.attempt):
+                        self.ctx.lease_lost = True
+                        return
+                except Exception:
+                    # A database hiccup: try again at the next beat; the lease has room for it.
+                    logger.warning("heartbeat of job %s failed", self.ctx.job_id, exc_info=True)
+        finally:
+            connection.close()
+
+
+def run_job(job_id, *, worker_id: str = "") -> ContentJob | None:
     """Run a queued job to its end; a job that is no longer queued is skipped (None)."""
-    job = services.job_start(job_id=job_id)
+    job = services.job_start(job_id=job_id, worker_id=worker_id)
     if job is None:
         logger.info("job %s is not queued any more; skipped", job_id)
         return None
     ctx = JobContext(job)
     try:
-        job_type = registry.get(job.job_type)
+        with Heartbeat(ctx):
+            return _run_handler(ctx)
+    except LeaseLost:
+        # Another attempt owns the job now (or it was failed as lost): write nothing more.
+        logger.warning("job %s attempt %s lost its lease; its run is abandoned", job_id, ctx.attempt)
+        return None
+    finally:
+        ctx.cancel_timer()
+
+
+def _run_handler(ctx: JobContext) -> ContentJob:
+    fence = {"attempt": ctx.attempt}
+    try:
+        job_type = registry.get(ctx.job.job_type)
         returned = job_type.handler(ctx)
         ctx.flush()
         result = dict(returned or {})
         if ctx.artifacts:
             result["artifacts"] = ctx.artifacts
-        return services.job_complete(job=ctx.job, result=result)
+        return services.job_complete(job=ctx.job, result=result, **fence)
     except JobCancelled:
         ctx.flush()
         ctx.log("Cancelled at a checkpoint.", "warning")
-        return services.job_stop_cancelled(job=ctx.job)
+        return services.job_stop_cancelled(job=ctx.job, **fence)
     except JobFailed as exc:
         ctx.flush()
         ctx.log(exc.message, "error")
-        return services.job_fail(job=ctx.job, code=exc.code, message=exc.message)
+        return services.job_fail(job=ctx.job, code=exc.code, message=exc.message, **fence)
+    except LeaseLost:
+        raise
     except Exception as exc:  # a handler's bug must fail its job, never the worker
+        logger.exception("job %s failed", ctx.job_id)
         ctx.flush()
-        logger.exception("job %s failed", job_id)
         ctx.log(traceback.format_exc()[-8000:], "error")
         message = f"{type(exc).__name__}: {exc}"
-        return services.job_fail(job=ctx.job, code="handler_error", message=message[:300])
+        return services.job_fail(job=ctx.job, code="handler_error", message=message[:300], **fence)

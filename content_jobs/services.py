@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import events, registry
-from .errors import IdempotencyConflict, InvalidTransition
+from .errors import IdempotencyConflict, InvalidTransition, LeaseLost
 from .models import Company, ContentJob
 
 S = ContentJob.Status
@@ -52,9 +52,19 @@ def _move(job: ContentJob, target: str, *, event_type: str | None = None, **fiel
     return job
 
 
-def _locked(job_or_id) -> ContentJob:
+def _locked(job_or_id, *, attempt: int | None = None) -> ContentJob:
+    """The job, row-locked. With `attempt` (a runner's fencing token), only while that attempt
+    still holds the job: otherwise LeaseLost, so a presumed-dead runner that comes back writes
+    nothing."""
     pk = getattr(job_or_id, "pk", job_or_id)
-    return ContentJob.objects.select_for_update().get(pk=pk)
+    job = ContentJob.objects.select_for_update().get(pk=pk)
+    if attempt is not None and (job.status != S.RUNNING or job.attempt != attempt):
+        raise LeaseLost(pk, attempt)
+    return job
+
+
+def _lease_until():
+    return timezone.now() + timedelta(seconds=settings.NEXUS_LEASE_SECONDS)
 
 
 def request_fingerprint(*, job_type: str, params: Any, source_task_id: str | None) -> str:
@@ -133,8 +143,9 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
 
 
 @transaction.atomic
-def job_start(*, job_id) -> ContentJob | None:
-    """Move a queued job to running for one more attempt; None if it is no longer queued."""
+def job_start(*, job_id, worker_id: str = "") -> ContentJob | None:
+    """Move a queued job to running for one more attempt, leased to `worker_id`; None if it
+    is no longer queued."""
     try:
         job = _locked(job_id)
     except ContentJob.DoesNotExist:
@@ -149,13 +160,31 @@ def job_start(*, job_id) -> ContentJob | None:
         started_at=timezone.now(),
         progress=0.0,
         stage="",
+        worker_id=worker_id[:100],
+        lease_expires_at=_lease_until(),
     )
 
 
+def job_heartbeat(*, job_id, attempt: int) -> bool:
+    """Renew the lease of a running attempt; False when that attempt lost the job."""
+    return bool(
+        ContentJob.objects.filter(pk=job_id, status=S.RUNNING, attempt=attempt).update(
+            lease_expires_at=_lease_until()
+        )
+    )
+
+
+def job_check_lease(*, job_id, attempt: int) -> None:
+    """Inside a transaction: lock the job and raise LeaseLost unless `attempt` holds it."""
+    _locked(job_id, attempt=attempt)
+
+
 @transaction.atomic
-def job_report_progress(*, job: ContentJob, progress: float, stage: str | None = None) -> ContentJob:
+def job_report_progress(
+    *, job: ContentJob, progress: float, stage: str | None = None, attempt: int | None = None
+) -> ContentJob:
     """Store a running job's progress (0 to 100) and stage, and publish it."""
-    job = _locked(job)
+    job = _locked(job, attempt=attempt)
     if job.status != S.RUNNING:
         return job
     job.progress = max(0.0, min(100.0, float(progress)))
@@ -168,21 +197,23 @@ def job_report_progress(*, job: ContentJob, progress: float, stage: str | None =
 
 
 @transaction.atomic
-def job_complete(*, job: ContentJob, result: dict | None) -> ContentJob:
+def job_complete(*, job: ContentJob, result: dict | None, attempt: int | None = None) -> ContentJob:
     """A running job's handler finished: done, at 100%."""
-    return _move(_locked(job), S.DONE, progress=100.0, result=result, error=None)
+    return _move(_locked(job, attempt=attempt), S.DONE, progress=100.0, result=result, error=None, lease_expires_at=None)
 
 
 @transaction.atomic
-def job_fail(*, job: ContentJob, code: str, message: str) -> ContentJob:
-    """A running job's handler failed."""
-    return _move(_locked(job), S.FAILED, error={"code": code, "message": message[:1000]})
+def job_fail(*, job: ContentJob, code: str, message: str, attempt: int | None = None) -> ContentJob:
+    """A running job failed: its handler raised, or its worker was lost for good."""
+    return _move(
+        _locked(job, attempt=attempt), S.FAILED, error={"code": code, "message": message[:1000]}, lease_expires_at=None
+    )
 
 
 @transaction.atomic
-def job_stop_cancelled(*, job: ContentJob) -> ContentJob:
+def job_stop_cancelled(*, job: ContentJob, attempt: int | None = None) -> ContentJob:
     """A running job's handler stopped at a checkpoint after cancellation was requested."""
-    return _move(_locked(job), S.CANCELLED, error=None)
+    return _move(_locked(job, attempt=attempt), S.CANCELLED, error=None, lease_expires_at=None)
 
 
 @transaction.atomic
@@ -192,7 +223,7 @@ def job_cancel(*, job: ContentJob, by=None) -> ContentJob:
     if job.status in ContentJob.TERMINAL:
         raise InvalidTransition(job.status, S.CANCELLED)
     if job.status == S.QUEUED:
-        return _move(job, S.CANCELLED)
+        return _move(job, S.CANCELLED, lease_expires_at=None)
     if not job.cancel_requested:
         job.cancel_requested = True
         job.updated_at = timezone.now()
@@ -255,3 +286,39 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
                         storage.delete(name)
     counts["tasks"] = DBTaskResult.objects.filter(finished_at__lt=finished_before).delete()[0]
     return counts
+
+
+def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
+    """Find running jobs whose lease ran out (their worker died or hung) and queue each again
+    while it has attempts left, or fail it with worker_lost; each change is published and
+    logged on the job. Safe to run in every worker at once (SKIP LOCKED where supported)."""
+    from job_logs.services import log_append
+
+    now = now or timezone.now()
+    reaped: list[ContentJob] = []
+    with transaction.atomic():
+        expired = ContentJob.objects.filter(status=S.RUNNING, lease_expires_at__lt=now).order_by("lease_expires_at")
+        if transaction.get_connection().features.has_select_for_update_skip_locked:
+            expired = expired.select_for_update(skip_locked=True)
+        else:
+            expired = expired.select_for_update()
+        for job in expired[:limit]:
+            worker = job.worker_id or "its worker"
+            if job.attempt < settings.NEXUS_MAX_ATTEMPTS:
+                log_append(
+                    job_id=job.pk,
+                    message=f"Attempt {job.attempt} lost: {worker} stopped renewing its lease. "
+                    f"Queued again (attempt {job.attempt + 1} of at most {settings.NEXUS_MAX_ATTEMPTS}).",
+                    severity="warning",
+                )
+                _move(job, S.QUEUED, event_type=events.STATUS, lease_expires_at=None, worker_id="")
+                transaction.on_commit(partial(_enqueue_run, job.pk))
+            else:
+                message = (
+                    f"Attempt {job.attempt} lost: {worker} stopped renewing its lease, "
+                    f"and the job has used all {settings.NEXUS_MAX_ATTEMPTS} attempts."
+                )
+                log_append(job_id=job.pk, message=message, severity="error")
+                _move(job, S.FAILED, error={"code": "worker_lost", "message": message}, lease_expires_at=None)
+            reaped.append(job)
+    return reaped

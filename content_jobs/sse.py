@@ -148,31 +148,30 @@ async def run_stream(source: Source) -> AsyncIterator[str]:
     listener.channels = set(source.listen)
     listener.assign_loop()
     manager.add_listener(listener)
+    joining = hub.subscribe(source.group)
     try:
-        await hub.subscribe(source.group)
-        try:
-            frames = await source.opening()
-            yield f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
-            keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
-            while not source.finished:
-                try:
-                    await asyncio.wait_for(listener.aevent.wait(), timeout=keepalive)
-                except asyncio.TimeoutError:
-                    # Quiet for a while: say so, and make sure nothing was missed meanwhile.
-                    frames = await source.catch_up()
-                    yield "".join(frames) + ": keep-alive\n\n"
-                    continue
-                with manager.lock:
-                    items, listener.channel_items = listener.channel_items, {}
-                    overflow, listener.overflow = listener.overflow, False
-                    listener.aevent.clear()
-                frames = await source.live(items)
-                if overflow:
-                    # The listener's queue was full and dropped events: storage has them.
-                    frames.extend(await source.catch_up())
-                if frames:
-                    yield "".join(frames)
-        finally:
-            hub.release(source.group)
+        await asyncio.wrap_future(joining)
+        frames = await source.opening()
+        yield f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
+        keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
+        while not source.finished:
+            try:
+                await asyncio.wait_for(listener.aevent.wait(), timeout=keepalive)
+            except asyncio.TimeoutError:
+                # Quiet for a while: say so, and make sure nothing was missed meanwhile.
+                frames = await source.catch_up()
+                yield "".join(frames) + ": keep-alive\n\n"
+                continue
+            with manager.lock:
+                items, listener.channel_items = listener.channel_items, {}
+                overflow, listener.overflow = listener.overflow, False
+                listener.aevent.clear()
+            frames = await source.live(items)
+            if overflow:
+                # The listener's queue was full and dropped events: storage has them.
+                frames.extend(await source.catch_up())
+            if frames:
+                yield "".join(frames)
     finally:
+        hub.release(source.group, joining)
         manager.remove_listener(listener)

@@ -1,11 +1,15 @@
-"""The task worker that runs inside the server process (the embedded default).
+"""The task worker: inside the server process (the embedded default) or as a worker process.
 
 It drives django-tasks-db's own Worker in batch mode ("run what is ready, then return") from a
 thread, so claiming stays the library's (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, an
 exclusive transaction on SQLite). The library's loop installs signal handlers, which only a
 main thread may do, so this thread never calls that part; between batches it sleeps on an
 event that a submission in this process sets, so a new job starts at once, and looks again
-every NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (other processes, run_after).
+every NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (run_after, a lost wake-up).
+At scale, a submission in any process wakes every worker through the channel layer.
+
+Beside it runs the reaper: every NEXUS_HEARTBEAT_SECONDS it gives back or fails the jobs whose
+worker stopped renewing their lease (content_jobs.services.jobs_reap).
 """
 import logging
 import threading
@@ -25,13 +29,29 @@ class EmbeddedWorker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reaper: threading.Thread | None = None
         self._batch: Worker | None = None
 
-    def start(self) -> "EmbeddedWorker":
-        self._thread = threading.Thread(target=self._loop, name="nexus-embedded-worker", daemon=True)
+    def start(self, *, reaper: bool = True) -> "EmbeddedWorker":
+        if settings.REDIS_URL:
+            from .stream_hub import hub
+
+            hub.on_wake(self.wake)
+        self._thread = threading.Thread(target=self._loop, name="nexus-worker", daemon=True)
         self._thread.start()
-        logger.info("embedded worker %s started", self.worker_id)
+        if reaper:
+            self._reaper = threading.Thread(target=self._reap_loop, name="nexus-reaper", daemon=True)
+            self._reaper.start()
+        logger.info("worker %s started", self.worker_id)
         return self
+
+    @property
+    def busy(self) -> bool:
+        batch = self._batch
+        return batch is not None and batch.running_task
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def wake(self) -> None:
         self._wake.set()
@@ -45,7 +65,25 @@ class EmbeddedWorker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        logger.info("embedded worker %s stopped", self.worker_id)
+        if self._reaper is not None:
+            self._reaper.join(5)
+        logger.info("worker %s stopped%s", self.worker_id, " (a job was still running)" if self.alive() else "")
+
+    def _reap_loop(self) -> None:
+        from . import services
+
+        try:
+            while not self._stopping.wait(settings.NEXUS_HEARTBEAT_SECONDS):
+                try:
+                    reaped = services.jobs_reap()
+                    if reaped:
+                        logger.warning("reaped %d job(s) whose worker was lost", len(reaped))
+                except Exception:
+                    logger.warning("reaper pass failed", exc_info=True)
+                finally:
+                    close_old_connections()
+        finally:
+            connections.close_all()
 
     def _loop(self) -> None:
         try:

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from content_jobs.errors import LogMessageTooLong
+from content_jobs.services import job_check_lease
 from content_jobs.signals import log_appended
 
 from .models import LogCursor, LogLine
@@ -20,13 +21,17 @@ def _check(message: str) -> None:
 
 
 @transaction.atomic
-def log_append_many(*, job_id, entries: list[tuple[str, str]]) -> list[LogLine]:
+def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | None = None) -> list[LogLine]:
     """Store lines (message, severity) in order as the job's next lines; publish each on commit.
 
     Past the job's line limit one truncation line is stored and the rest are only counted.
+    A runner passes its `attempt`: once that attempt has lost the job, its lines are refused
+    (content_jobs.errors.LeaseLost).
     """
     for message, _severity in entries:
         _check(message)
+    if attempt is not None:
+        job_check_lease(job_id=job_id, attempt=attempt)
     LogCursor.objects.get_or_create(job_id=job_id)
     # The cursor's row lock orders a job's lines: ids are handed out and committed in order.
     cursor = LogCursor.objects.select_for_update().get(job_id=job_id)
@@ -53,9 +58,11 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]]) -> list[LogLine]:
     return lines
 
 
-def log_append(*, job_id, message: str, severity: str = LogLine.Severity.INFO) -> LogLine | None:
+def log_append(
+    *, job_id, message: str, severity: str = LogLine.Severity.INFO, attempt: int | None = None
+) -> LogLine | None:
     """Store one line as the job's next line; None when the job's line limit dropped it."""
-    lines = log_append_many(job_id=job_id, entries=[(message, severity)])
+    lines = log_append_many(job_id=job_id, entries=[(message, severity)], attempt=attempt)
     return lines[0] if lines else None
 
 

@@ -1,0 +1,18 @@
+from django.core.management.base import BaseCommand
+
+from content_jobs import services
+
+
+class Command(BaseCommand):
+    help = "Queue again (or fail with worker_lost) the running jobs whose worker stopped renewing their lease."
+
+    def handle(self, *args, **options):
+        total = 0
+        while True:
+            reaped = services.jobs_reap()
+            total += len(reaped)
+            for job in reaped:
+                self.stdout.write(f"{job.pk} -> {job.status}")
+            if len(reaped) < 100:
+                break
+        self.stdout.write(f"reaped {total} job(s)")
