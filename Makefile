@@ -8,7 +8,9 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
 	echo $$p; break; fi; done)
 
-.PHONY: run test setup migrate browser clean
+.PHONY: run test setup migrate cluster clean
+WEB ?= 2
+WORKERS ?= 2
 
 setup: $(STAMP)
 
@@ -31,6 +33,9 @@ run: migrate
 test: $(STAMP)
 	@bash scripts/ensure-chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+cluster: $(STAMP)
+	@WEB=$(WEB) WORKERS=$(WORKERS) PORT=$(PORT) bash scripts/cluster
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

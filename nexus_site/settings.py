@@ -136,9 +136,9 @@ TASKS = {
         "QUEUES": ["default"],
     }
 }
-# Run the task worker inside the server process (the embedded default). Scale-out sets this
-# to false on web processes and runs separate worker processes.
-NEXUS_EMBEDDED_WORKER = env_bool("NEXUS_EMBEDDED_WORKER", True)
+# Run the task worker inside the server process: the embedded default. With REDIS_URL set
+# (scale-out) web processes run no jobs unless this says so; `worker` processes run them.
+NEXUS_EMBEDDED_WORKER = env_bool("NEXUS_EMBEDDED_WORKER", not os.environ.get("REDIS_URL"))
 # How often an idle worker looks for due tasks it was not woken for (seconds).
 NEXUS_WORKER_POLL_SECONDS = env_float("NEXUS_WORKER_POLL_SECONDS", 1.0)
 # A running job's lease: renewed every HEARTBEAT seconds by its worker; a job whose lease ran

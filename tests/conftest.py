@@ -111,6 +111,9 @@ def wait_for_job(job_id, statuses=ContentJob.TERMINAL, timeout: float = 20.0) ->
 @pytest.fixture(scope="session")
 def live_server_proc(tmp_path_factory):
     """One real server process (daphne + embedded worker on its own SQLite file) per test worker."""
-    server = LiveServer(var_dir=tmp_path_factory.mktemp("live")).prepare().start()
+    server = LiveServer(
+        var_dir=tmp_path_factory.mktemp("live"),
+        extra_env={"NEXUS_INTERNAL_STATS": "true", "NEXUS_SSE_KEEPALIVE_SECONDS": "2"},
+    ).prepare().start()
     yield server
-    server.stop()
+    server.destroy()

@@ -44,6 +44,33 @@ print("PROVISIONED " + json.dumps(out))
 """
 
 
+def scaled() -> bool:
+    """True when the suite runs against PostgreSQL and Redis (the scale-out pass)."""
+    return os.environ.get("DATABASE_URL", "").startswith("postgres") and bool(os.environ.get("REDIS_URL"))
+
+
+def create_database(prefix: str) -> str:
+    """A fresh PostgreSQL database next to DATABASE_URL's; returns its URL."""
+    import uuid
+
+    import psycopg
+
+    base = os.environ["DATABASE_URL"]
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    server = base.rsplit("/", 1)[0]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{server}/{name}"
+
+
+def drop_database(url: str) -> None:
+    import psycopg
+
+    server, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @dataclass
 class LiveServer:
     var_dir: Path
@@ -57,10 +84,16 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    database_url: str | None = None
+
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
         env.pop("DJANGO_SETTINGS_MODULE", None)
         env.update({"NEXUS_VAR_DIR": str(self.var_dir), "PORT": str(self.port), "PYTHONUNBUFFERED": "1"})
+        if self.database_url:
+            # Its own database and channel prefix: parallel test servers never hear each other.
+            env["DATABASE_URL"] = self.database_url
+            env["NEXUS_CHANNEL_PREFIX"] = self.database_url.rsplit("/", 1)[1]
         env.update(self.extra_env)
         return env
 
@@ -75,6 +108,8 @@ class LiveServer:
 
     def prepare(self) -> "LiveServer":
         self.var_dir.mkdir(parents=True, exist_ok=True)
+        if scaled() and self.database_url is None:
+            self.database_url = create_database("nexus_live")
         self.manage("migrate", "--noinput", "-v", "0")
         out = self.manage("shell", "-c", PROVISION)
         line = next(l for l in out.splitlines() if l.startswith("PROVISIONED "))
@@ -99,6 +134,13 @@ class LiveServer:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server did not become ready:\n{self.log_path.read_text()}")
+
+    def destroy(self) -> None:
+        """Stop the server and drop its database (PostgreSQL)."""
+        self.stop()
+        if self.database_url:
+            drop_database(self.database_url)
+            self.database_url = None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         if self.proc and self.proc.poll() is None:
