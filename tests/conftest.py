@@ -1,3 +1,4 @@
+import logging
 import os
 import time
 
@@ -117,3 +118,6 @@ def live_server_proc(tmp_path_factory):
     ).prepare().start()
     yield server
     server.destroy()
+
+
+logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -116,6 +116,15 @@ class LiveServer:
         self.data = json.loads(line[len("PROVISIONED "):])
         return self
 
+    def spawn(self, *args: str, name: str, extra_env: dict | None = None) -> subprocess.Popen:
+        """Another process of this server's kind (a worker, a second web process) on its database."""
+        log = open(self.var_dir / f"{name}.log", "ab")
+        env = {**self.env(), **(extra_env or {})}
+        return subprocess.Popen(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
     def start(self) -> "LiveServer":
         self.log_path = self.var_dir / f"server-{self.port}.log"
         log = open(self.log_path, "ab")
