@@ -30,9 +30,17 @@ migrate: $(STAMP)
 run: migrate
 	PORT=$(PORT) $(PY) manage.py serve --port $(PORT)
 
+# Pass 1: the embedded default (SQLite, in-memory layer). Pass 2, when DATABASE_URL or REDIS_URL
+# is set: the whole suite again on PostgreSQL and Redis, fault tests included.
 test: $(STAMP)
 	@bash scripts/ensure-chromium
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@echo "== pass 1: embedded default (SQLite, in-memory channel layer)"
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -n "$${DATABASE_URL:-}$${REDIS_URL:-}" ]; then \
+		echo "== pass 2: PostgreSQL ($${DATABASE_URL:-unset}) and Redis ($${REDIS_URL:-unset})"; \
+		PY=$(PY) bash scripts/check-services && \
+		NEXUS_CHANNEL_PREFIX=nexus-test-$$$$ $(PY) -m pytest $(PYTEST_ARGS); \
+	else echo "(pass 2 on PostgreSQL and Redis runs when DATABASE_URL and REDIS_URL are set)"; fi
 
 cluster: $(STAMP)
 	@WEB=$(WEB) WORKERS=$(WORKERS) PORT=$(PORT) bash scripts/cluster
