@@ -8,7 +8,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+
 from . import services
+from .schema import IDEMPOTENCY_KEY, JobPageSchema, JobSchema, problems
 from .models import ContentJob
 from .representation import job_representation
 from .runner import artifact_storage_name
@@ -16,7 +19,39 @@ from .serializers import IdempotencyKeyInput, JobListFilters, JobSubmitInput
 from .tenancy import CompanyScoped
 
 
+JOB_TAGS = ["content jobs"]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List the company's jobs, newest first",
+        parameters=[JobListFilters, OpenApiParameter("cursor", str), OpenApiParameter("pageSize", int)],
+        responses={200: JobPageSchema, **problems(400, 401, 404)}, tags=JOB_TAGS,
+    ),
+    create=extend_schema(
+        summary="Submit a job (202: stored and queued)",
+        request=JobSubmitInput, parameters=[IDEMPOTENCY_KEY],
+        responses={202: JobSchema, **problems(400, 401, 403, 404, 413, 422)}, tags=JOB_TAGS,
+    ),
+    retrieve=extend_schema(summary="A job", responses={200: JobSchema, **problems(401, 404)}, tags=JOB_TAGS),
+    cancel=extend_schema(
+        summary="Cancel: a queued job at once, a running one at its next checkpoint",
+        request=None, responses={202: JobSchema, **problems(401, 403, 404, 409)}, tags=JOB_TAGS,
+    ),
+    retry=extend_schema(
+        summary="Run a failed or cancelled job again (attempt + 1)",
+        request=None, responses={202: JobSchema, **problems(401, 403, 404, 409)}, tags=JOB_TAGS,
+    ),
+    artifact=extend_schema(
+        summary="Download an artifact of the job",
+        responses={(200, "application/octet-stream"): OpenApiResponse(description="The artifact's bytes, with its content type"),
+                   **problems(401, 404)},
+        tags=JOB_TAGS,
+    ),
+)
 class ContentJobViewSet(CompanyScoped, GenericViewSet):
+    """Content jobs of one company. Members read and write; viewers read; others get 404."""
+
     lookup_url_kwarg = "job_id"
 
     def get_queryset(self):
@@ -91,6 +126,7 @@ class ContentJobViewSet(CompanyScoped, GenericViewSet):
         return response
 
 
+@extend_schema(exclude=True)
 def healthz(request):
     """Unauthenticated liveness: 200 when the database (and channel layer, if any) answer."""
     failing = []

@@ -4,13 +4,23 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from content_jobs.schema import LogLineSchema, LogLinesSchema, LogPageSchema, problems
 from content_jobs.tenancy import CompanyScoped
+from drf_spectacular.utils import extend_schema
 
 from . import selectors, services
 from .serializers import LogHistoryQuery, LogLineInput, log_payload
 
 
 class JobLogsView(CompanyScoped, APIView):
+    """A job's log lines: the five keys of the log stream's payload."""
+
+    @extend_schema(
+        summary="Log history, oldest first",
+        parameters=[LogHistoryQuery],
+        responses={200: LogPageSchema, **problems(400, 401, 404)},
+        tags=["logs"],
+    )
     def get(self, request, company_id, job_id):
         job = self.get_job(job_id)
         query = LogHistoryQuery(data=request.query_params)
@@ -26,6 +36,12 @@ class JobLogsView(CompanyScoped, APIView):
             )
         return Response({"results": [log_payload(line, job.pk) for line in lines], "next": next_url})
 
+    @extend_schema(
+        summary="Append log lines from outside the runner (one object or a list)",
+        request=LogLineInput,
+        responses={201: LogLinesSchema, **problems(400, 401, 403, 404, 413)},
+        tags=["logs"],
+    )
     def post(self, request, company_id, job_id):
         job = self.get_job(job_id)
         many = isinstance(request.data, list)

@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
+from rest_framework.permissions import AllowAny
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from content_jobs import streams as job_streams
 from content_jobs import views as job_views
@@ -15,6 +17,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", job_views.healthz, name="healthz"),
     path("internal/stats", job_streams.stream_stats, name="stream-stats"),
+    path("api/schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[AllowAny], authentication_classes=[]), name="swagger-ui"),
     re_path(
         rf"^api/companies/(?P<company_id>[^/]+)/content-jobs{S}$",
         jobs.as_view({"get": "list", "post": "create"}),
