@@ -14,6 +14,7 @@ from job_logs.services import log_append
 
 from . import registry, services
 from .errors import LeaseLost
+from .metrics import PROGRESS_COALESCED
 from .models import ContentJob
 from .representation import artifact_path
 
@@ -74,6 +75,8 @@ class JobContext:
             if stage_changed or wait <= 0:
                 self._write(pct, stage)
                 return
+            if self._pending is not None:
+                PROGRESS_COALESCED.inc()  # the waiting value is replaced by a newer one
             self._pending = (pct, stage)
             if self._timer is None:
                 self._timer = threading.Timer(wait, self._flush_from_timer)

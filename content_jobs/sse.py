@@ -105,6 +105,7 @@ class Source:
     `cursor` is the id of the last event of `channel` the client has; `finished` ends the stream.
     """
 
+    kind: str
     channel: str
     group: str
     listen: set[str]
@@ -143,6 +144,10 @@ class Source:
 
 
 async def run_stream(source: Source) -> AsyncIterator[str]:
+    from .metrics import OPEN_STREAMS
+
+    open_streams = OPEN_STREAMS.labels(source.kind)
+    open_streams.inc()
     manager = get_listener_manager()
     listener = Listener()
     listener.channels = set(source.listen)
@@ -175,3 +180,4 @@ async def run_stream(source: Source) -> AsyncIterator[str]:
     finally:
         hub.release(source.group, joining)
         manager.remove_listener(listener)
+        open_streams.dec()

@@ -28,6 +28,8 @@ from channels.layers import get_channel_layer
 from django_eventstream.event import Event
 from django_eventstream.views import get_listener_manager
 
+from .metrics import EVENTS_DELIVERED, EVENTS_PUBLISHED
+
 logger = logging.getLogger(__name__)
 
 MESSAGE_TYPE = "nexus.event"
@@ -74,6 +76,7 @@ class StreamHub:
         return self.loop
 
     async def _prepare(self) -> None:
+
         self.channel_name = await self.layer.new_channel("nexus-hub.")
         asyncio.get_running_loop().create_task(self._read_loop())
 
@@ -83,6 +86,7 @@ class StreamHub:
             try:
                 await self.layer.group_send(group, message)
                 self.published += 1
+                EVENTS_PUBLISHED.inc()
             except Exception:
                 # The event is stored: streams find the gap and read it from storage.
                 logger.warning("could not publish to %s", group, exc_info=True)
@@ -104,6 +108,7 @@ class StreamHub:
                 event = Event(message["channel"], message["event"], message["data"], id=message["id"])
                 manager.add_to_queues(message["channel"], event)
                 self.delivered += 1
+                EVENTS_DELIVERED.inc()
             elif kind == WAKE_TYPE:
                 for callback in list(self._wake_callbacks):
                     callback()

@@ -10,6 +10,8 @@ from .tokens import TokenError, job_id_from_stream_token
 
 
 class JobEvents(Source):
+    kind = "job"
+
     def __init__(self, job: ContentJob, cursor: int | None):
         super().__init__(cursor or 0)
         self.job = job
@@ -35,6 +37,8 @@ class JobEvents(Source):
 
 
 class CompanyEvents(Source):
+    kind = "company"
+
     def __init__(self, company: Company, cursor: int | None):
         super().__init__(company.event_seq if cursor is None else cursor)
         self.channel = events.company_channel(company.pk)

@@ -10,6 +10,8 @@ from .models import LogLine
 
 
 class JobLogLines(Source):
+    kind = "log"
+
     def __init__(self, job: ContentJob, cursor: int):
         super().__init__(cursor)
         self.job = job

@@ -181,6 +181,9 @@ EVENTSTREAM_CHANNELMANAGER_CLASS = "content_jobs.stream_storage.ProjectChannelMa
 NEXUS_SSE_KEEPALIVE_SECONDS = env_float("NEXUS_SSE_KEEPALIVE_SECONDS", 15.0)
 NEXUS_SSE_RETRY_MS = env_int("NEXUS_SSE_RETRY_MS", 2000)
 NEXUS_INTERNAL_STATS = env_bool("NEXUS_INTERNAL_STATS", False)
+# /metrics answers requests from these networks, or with `Authorization: Bearer <token>`.
+NEXUS_METRICS_ALLOWED_NETWORKS = env_list("NEXUS_METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+NEXUS_METRICS_TOKEN = os.environ.get("NEXUS_METRICS_TOKEN", "")
 
 # CORS for browsers on other origins: off unless origins are listed.
 CORS_ALLOWED_ORIGINS = env_list("NEXUS_CORS_ALLOWED_ORIGINS", [])
@@ -264,3 +267,4 @@ LOGGING = {
 }
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)

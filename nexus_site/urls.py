@@ -4,6 +4,7 @@ from rest_framework.permissions import AllowAny
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from content_jobs import streams as job_streams
+from content_jobs.metrics import metrics_view
 from content_jobs import views as job_views
 from job_logs import streams as log_streams
 from job_logs import views as log_views
@@ -17,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", job_views.healthz, name="healthz"),
     path("internal/stats", job_streams.stream_stats, name="stream-stats"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[AllowAny], authentication_classes=[]), name="swagger-ui"),
     re_path(

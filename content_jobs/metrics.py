@@ -1,0 +1,100 @@
+"""Prometheus metrics at /metrics.
+
+Job figures are read from the database at scrape time (so every process reports the same truth
+and nothing is lost when a worker restarts); stream and event figures are this process's own.
+"""
+import ipaddress
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.http import HttpResponse
+from django.utils import timezone
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from .api_errors import problem_response
+from .models import ContentJob
+
+OPEN_STREAMS = Gauge("nexus_open_streams", "SSE streams open in this process", ["kind"])
+EVENTS_PUBLISHED = Counter("nexus_events_published", "Stream events this process sent into the channel layer")
+EVENTS_DELIVERED = Counter("nexus_events_delivered", "Stream events this process handed to its local listeners")
+PROGRESS_COALESCED = Counter(
+    "nexus_progress_updates_coalesced", "progress() calls of this process's handlers that no event row was written for"
+)
+
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+
+
+class JobCollector:
+    """Jobs by status and type, the queue and its oldest job, durations, truncated log lines."""
+
+    def describe(self):
+        # Names only: registering must not query the database.
+        yield GaugeMetricFamily("nexus_jobs", "Jobs by status and type", labels=["status", "job_type"])
+        yield GaugeMetricFamily("nexus_jobs_queued", "Jobs waiting for a worker")
+        yield GaugeMetricFamily("nexus_oldest_queued_job_age_seconds", "Age of the oldest queued job")
+        yield HistogramMetricFamily("nexus_job_duration_seconds", "Run time of finished jobs", labels=["job_type"])
+        yield CounterMetricFamily("nexus_log_lines_truncated", "Log lines counted but not stored (line cap)")
+
+    def collect(self):
+        by_status = GaugeMetricFamily("nexus_jobs", "Jobs by status and type", labels=["status", "job_type"])
+        for row in ContentJob.objects.values("status", "job_type").annotate(n=Count("id")).order_by():
+            by_status.add_metric([row["status"], row["job_type"]], row["n"])
+        yield by_status
+
+        queued = ContentJob.objects.filter(status=ContentJob.Status.QUEUED).aggregate(n=Count("id"), oldest=Min("created_at"))
+        yield GaugeMetricFamily("nexus_jobs_queued", "Jobs waiting for a worker", value=queued["n"])
+        age = (timezone.now() - queued["oldest"]).total_seconds() if queued["oldest"] else 0.0
+        yield GaugeMetricFamily("nexus_oldest_queued_job_age_seconds", "Age of the oldest queued job", value=age)
+
+        yield self._durations()
+
+        from job_logs.models import LogCursor
+
+        dropped = LogCursor.objects.aggregate(n=Sum("dropped"))["n"] or 0
+        yield CounterMetricFamily("nexus_log_lines_truncated", "Log lines counted but not stored (line cap)", value=dropped)
+
+    def _durations(self):
+        family = HistogramMetricFamily(
+            "nexus_job_duration_seconds", "Run time of finished jobs (started to finished), by type", labels=["job_type"]
+        )
+        duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+        buckets = {
+            f"le_{i}": Count("id", filter=Q(duration__lte=timedelta(seconds=bound)))
+            for i, bound in enumerate(DURATION_BUCKETS)
+        }
+        rows = (
+            ContentJob.objects.filter(status__in=ContentJob.TERMINAL, started_at__isnull=False, finished_at__isnull=False)
+            .annotate(duration=duration)
+            .values("job_type")
+            .annotate(total=Count("id"), seconds=Sum("duration"), **buckets)
+            .order_by()
+        )
+        for row in rows:
+            counts = [(str(bound), row[f"le_{i}"]) for i, bound in enumerate(DURATION_BUCKETS)]
+            counts.append(("+Inf", row["total"]))
+            total = row["seconds"].total_seconds() if row["seconds"] is not None else 0.0
+            family.add_metric([row["job_type"]], counts, sum_value=total)
+        return family
+
+
+REGISTRY.register(JobCollector())
+
+
+def _allowed(request) -> bool:
+    token = settings.NEXUS_METRICS_TOKEN
+    if token and request.headers.get("Authorization") == f"Bearer {token}":
+        return True
+    address = request.META.get("REMOTE_ADDR", "")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in settings.NEXUS_METRICS_ALLOWED_NETWORKS)
+
+
+def metrics_view(request):
+    if not _allowed(request):
+        return problem_response(403, "permission_denied", "Metrics are limited to allowed addresses or a token.")
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
