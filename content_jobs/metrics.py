@@ -23,7 +23,7 @@ PROGRESS_COALESCED = Counter(
     "nexus_progress_updates_coalesced", "progress() calls of this process's handlers that no event row was written for"
 )
 
-DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600)
+DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class JobCollector:

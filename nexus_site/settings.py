@@ -263,6 +263,8 @@ LOGGING = {
         "django.tasks": {"level": "WARNING"},
         "django_tasks": {"level": "WARNING"},
         "django_eventstream": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "daphne.server": {"level": "WARNING"},
     },
 }
 

@@ -1,0 +1,83 @@
+"""Prometheus metrics: what a scrape shows, and who may scrape."""
+import re
+
+import pytest
+from django.utils import timezone
+from datetime import timedelta
+
+from content_jobs import services
+from content_jobs.models import ContentJob
+from job_logs.services import log_append_many
+
+
+def scrape(client, **extra) -> str:
+    response = client.get("/metrics", **extra)
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("text/plain")
+    return response.content.decode()
+
+
+def value(text: str, name: str, **labels) -> float:
+    """The sample `name{labels}` of a scrape (labels in any order)."""
+    for line in text.splitlines():
+        match = re.match(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$", line)
+        if not match or match[1] != name:
+            continue
+        found = dict(re.findall(r'([a-z_]+)="([^"]*)"', match[2] or ""))
+        if found == {k: str(v) for k, v in labels.items()}:
+            return float(match[3])
+    raise AssertionError(f"{name} {labels} not in scrape")
+
+
+@pytest.mark.django_db
+def test_metrics_show_jobs_by_status_and_type_the_queue_and_durations(client, company, settings):
+    settings.NEXUS_LOG_MAX_LINES = 2
+    queued, _ = services.job_submit(company=company, job_type="demo.steps", params={})
+    ContentJob.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(seconds=90))
+    done, _ = services.job_submit(company=company, job_type="render.card", params={"title": "x"})
+    services.job_start(job_id=done.pk)
+    ContentJob.objects.filter(pk=done.pk).update(started_at=timezone.now() - timedelta(seconds=3))
+    services.job_complete(job=done, result={})
+    log_append_many(job_id=done.pk, entries=[("a", "info")] * 6)  # 2 kept, truncation line, 4 dropped
+
+    text = scrape(client)
+    assert value(text, "nexus_jobs", status="queued", job_type="demo.steps") == 1
+    assert value(text, "nexus_jobs", status="done", job_type="render.card") == 1
+    assert value(text, "nexus_jobs_queued") == 1
+    assert 89 <= value(text, "nexus_oldest_queued_job_age_seconds") < 200
+    assert value(text, "nexus_job_duration_seconds_bucket", job_type="render.card", le="1.0") == 0
+    assert value(text, "nexus_job_duration_seconds_bucket", job_type="render.card", le="5.0") == 1
+    assert value(text, "nexus_job_duration_seconds_count", job_type="render.card") == 1
+    assert value(text, "nexus_log_lines_truncated_total") == 4
+    for name in ("nexus_events_published_total", "nexus_events_delivered_total",
+                 "nexus_progress_updates_coalesced_total"):
+        assert value(text, name) >= 0
+
+
+@pytest.mark.django_db
+def test_metrics_are_refused_to_other_addresses_without_the_token(client, settings):
+    settings.NEXUS_METRICS_TOKEN = "s3cret"
+    refused = client.get("/metrics", REMOTE_ADDR="203.0.113.9")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "permission_denied"
+    scrape(client, REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer s3cret")
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+
+
+@pytest.mark.django_db
+def test_open_streams_are_counted_by_kind(live_server_proc):
+    import httpx
+
+    from tests.sse_client import read_stream
+
+    with live_server_proc.client("alice") as client:
+        company = live_server_proc.company()
+        job = client.post(f"/api/companies/{company}/content-jobs",
+                          json={"jobType": "demo.steps", "params": {"steps": 100, "delayMs": 50}}).json()
+        with client.stream("GET", job["logsUrl"]) as stream:
+            assert stream.status_code == 200
+            chunks = stream.iter_bytes()  # kept: a dropped iterator closes the response
+            next(chunks)
+            text = httpx.get(f"{live_server_proc.url}/metrics").text
+            assert value(text, "nexus_open_streams", kind="log") >= 1
+        client.post(f"/api/companies/{company}/content-jobs/{job['jobId']}/cancel")
