@@ -161,7 +161,10 @@ async def run_stream(source: Source) -> AsyncIterator[str]:
         keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
         while not source.finished:
             try:
-                await asyncio.wait_for(listener.aevent.wait(), timeout=keepalive)
+                # Not asyncio.wait_for: on Python 3.11 it swallows the cancellation of a client's
+                # disconnect when an event arrives at the same moment, and the stream lives on.
+                async with asyncio.timeout(keepalive):
+                    await listener.aevent.wait()
             except asyncio.TimeoutError:
                 # Quiet for a while: say so, and make sure nothing was missed meanwhile.
                 frames = await source.catch_up()

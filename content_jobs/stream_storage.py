@@ -8,8 +8,6 @@ nothing inside a send (retention is the `prune_jobs` command's bulk delete).
 Channels: `job-<jobId>` (ids: JobEvent.seq), `company-<companyId>` (ids: JobEvent.company_seq),
 `joblog-<jobId>` (ids: LogLine.event_id).
 """
-import json
-
 from django_eventstream.channelmanager import ChannelManagerBase
 from django_eventstream.event import Event
 from django_eventstream.storage import StorageBase
@@ -34,7 +32,8 @@ class ProjectStorage(StorageBase):
             from job_logs.serializers import log_payload
 
             lines = LogLine.objects.for_job(ident).after(last_id).order_by("event_id")[:limit]
-            return [Event(channel, None, json.dumps({"log": log_payload(line)}), id=line.event_id) for line in lines]
+            # The same bytes as a live line (content_jobs.events.publish_log_line): compact JSON.
+            return [Event(channel, None, events.encode({"log": log_payload(line)}), id=line.event_id) for line in lines]
         if kind == events.JOB_CHANNEL:
             rows = JobEvent.objects.filter(job_id=ident, seq__gt=last_id).order_by("seq")[:limit]
             return [Event(channel, row.type, row.data, id=row.seq) for row in rows]

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from rest_framework.permissions import AllowAny
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
@@ -16,6 +16,7 @@ jobs = job_views.ContentJobViewSet
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("console/", include("content_jobs.console")),
     path("healthz", job_views.healthz, name="healthz"),
     path("internal/stats", job_streams.stream_stats, name="stream-stats"),
     path("metrics", metrics_view, name="metrics"),

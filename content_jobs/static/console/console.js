@@ -1,0 +1,294 @@
+/* Nexus content jobs console: plain JavaScript over the JSON API and the SSE streams. */
+(function () {
+  "use strict";
+
+  function csrfToken() {
+    const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  async function api(method, url, body) {
+    const options = {method, credentials: "same-origin", headers: {"Accept": "application/json"}};
+    if (method !== "GET") {
+      options.headers["X-CSRFToken"] = csrfToken();
+      if (body !== undefined) {
+        options.headers["Content-Type"] = "application/json";
+        options.body = JSON.stringify(body);
+      }
+    }
+    const response = await fetch(url, options);
+    const data = response.status === 204 ? null : await response.json().catch(() => null);
+    return {ok: response.ok, status: response.status, data};
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else node.setAttribute(k, v);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  /* A visible connection state: "reconnecting…" while an EventSource is trying again. */
+  function connectionIndicator() {
+    const box = document.getElementById("conn");
+    const failing = new Set();
+    return {
+      watch(name, es) {
+        es.addEventListener("open", () => { failing.delete(name); this.render(); });
+        es.addEventListener("error", () => {
+          if (es.readyState === EventSource.CONNECTING) failing.add(name);
+          else failing.delete(name);
+          this.render();
+        });
+      },
+      render() {
+        box.hidden = failing.size === 0;
+        box.textContent = failing.size ? "reconnecting…" : "";
+      },
+    };
+  }
+
+  function setProgress(container, bar, text, job) {
+    const pct = Math.max(0, Math.min(100, job.progress || 0));
+    bar.style.width = pct + "%";
+    text.textContent = pct.toFixed(0) + "%";
+    container.setAttribute("aria-valuenow", pct.toFixed(0));
+  }
+
+  function shortId(id) { return id.slice(0, 8); }
+
+  /* ---------------------------------------------------------------- jobs list */
+  function jobsPage({companyId, jobUrl}) {
+    const base = `/api/companies/${companyId}/content-jobs`;
+    const rows = document.getElementById("job-rows");
+    const empty = document.getElementById("empty");
+    const more = document.getElementById("more");
+    const filters = document.getElementById("filters");
+    const byId = new Map();
+    let next = null;
+
+    function filterValues() {
+      return {status: filters.status.value, jobType: filters.jobType.value};
+    }
+
+    function matches(job) {
+      const f = filterValues();
+      return (!f.status || job.status === f.status) && (!f.jobType || job.jobType === f.jobType);
+    }
+
+    function row(job) {
+      const link = el("a", {href: jobUrl.replace("JOB", job.jobId), text: shortId(job.jobId)});
+      const bar = el("div", {class: "bar"});
+      const pct = el("span", {class: "pct"});
+      const progress = el("div", {class: "progress small", role: "progressbar", "aria-label": `Progress of ${shortId(job.jobId)}`,
+        "aria-valuemin": "0", "aria-valuemax": "100"}, bar, pct);
+      const tr = el("tr", {"data-job-id": job.jobId},
+        el("td", {}, link), el("td", {text: job.jobType}),
+        el("td", {}, el("span", {class: "status"})), el("td", {}, progress),
+        el("td", {class: "wide", text: new Date(job.createdAt).toLocaleString()}));
+      update(tr, job);
+      return tr;
+    }
+
+    function update(tr, job) {
+      const status = tr.querySelector(".status");
+      status.textContent = job.status;
+      status.dataset.status = job.status;
+      const progress = tr.querySelector(".progress");
+      setProgress(progress, progress.querySelector(".bar"), progress.querySelector(".pct"), job);
+    }
+
+    function upsert(job, atTop) {
+      let tr = byId.get(job.jobId);
+      if (tr) {
+        update(tr, job);
+        if (!matches(job)) { tr.remove(); byId.delete(job.jobId); }
+      } else if (matches(job)) {
+        tr = row(job);
+        byId.set(job.jobId, tr);
+        if (atTop) rows.prepend(tr); else rows.append(tr);
+      }
+      empty.hidden = byId.size > 0;
+    }
+
+    async function load(reset) {
+      let url = next;
+      if (reset) {
+        rows.textContent = "";
+        byId.clear();
+        const params = new URLSearchParams();
+        const f = filterValues();
+        if (f.status) params.set("status", f.status);
+        if (f.jobType) params.set("jobType", f.jobType);
+        url = `${base}?${params}`;
+      }
+      const {ok, data} = await api("GET", url);
+      if (!ok) return;
+      data.results.forEach((job) => upsert(job, false));
+      next = data.next;
+      more.hidden = !next;
+      empty.hidden = byId.size > 0;
+    }
+
+    filters.addEventListener("change", () => load(true));
+    more.addEventListener("click", () => load(false));
+    load(true);
+
+    // One EventSource on the company stream moves every row.
+    const conn = connectionIndicator();
+    const es = new EventSource(`/api/companies/${companyId}/events`);
+    conn.watch("company", es);
+    for (const name of ["content_job.status", "content_job.running", "content_job.progress",
+                        "content_job.done", "content_job.failed", "content_job.cancelled"]) {
+      es.addEventListener(name, (e) => upsert(JSON.parse(e.data), true));
+    }
+
+    // Submit forms generated from each job type's params.
+    const picker = document.getElementById("job-type");
+    if (!picker) return;
+    const forms = document.querySelectorAll(".submit-form");
+    picker.addEventListener("change", () => {
+      forms.forEach((f) => { f.hidden = f.dataset.jobType !== picker.value; });
+    });
+    forms.forEach((form) => form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      form.querySelectorAll(".field-error").forEach((p) => { p.textContent = ""; });
+      form.querySelectorAll("[aria-invalid]").forEach((i) => i.removeAttribute("aria-invalid"));
+      const params = {};
+      form.querySelectorAll("[name]").forEach((input) => {
+        if (input.dataset.kind === "checkbox") params[input.name] = input.checked;
+        else if (input.dataset.kind === "number") {
+          if (input.value === "") { if (input.dataset.nullable) params[input.name] = null; }
+          else params[input.name] = Number(input.value);
+        } else if (input.value !== "") params[input.name] = input.value;
+      });
+      const {ok, data} = await api("POST", base, {jobType: form.dataset.jobType, params});
+      if (ok) {
+        upsert(data, true);
+        return;
+      }
+      const errors = (data && data.errors) || [];
+      let placed = false;
+      for (const error of errors) {
+        const name = (error.field || "").replace(/^params\./, "");
+        const input = form.querySelector(`[name="${name}"]`);
+        if (input) {
+          input.setAttribute("aria-invalid", "true");
+          input.setAttribute("aria-describedby", input.id + "-error");
+          document.getElementById(input.id + "-error").textContent = error.message;
+          placed = true;
+        }
+      }
+      if (!placed) form.querySelector(".form-error").textContent = (data && data.detail) || "The job was not accepted.";
+    }));
+  }
+
+  /* ---------------------------------------------------------------- job page */
+  function jobPage({companyId, jobId}) {
+    const url = `/api/companies/${companyId}/content-jobs/${jobId}`;
+    const $ = (id) => document.getElementById(id);
+    const log = $("log");
+    const search = $("log-search");
+    const jump = $("jump");
+    const seen = new Set();
+    let following = true;
+    const conn = connectionIndicator();
+
+    function showJob(job) {
+      $("job-type").textContent = job.jobType;
+      $("job-status").textContent = job.status;
+      $("job-status").dataset.status = job.status;
+      $("job-stage").textContent = job.stage || "—";
+      $("job-attempt").textContent = job.attempt;
+      $("job-error").textContent = job.error ? `${job.error.code}: ${job.error.message}` : "—";
+      setProgress($("job-progress"), $("job-progress-bar"), $("job-progress-text"), job);
+      const cancel = $("cancel"), retry = $("retry");
+      if (cancel) cancel.disabled = !(job.status === "queued" || job.status === "running") || job.cancelRequested;
+      if (retry) retry.disabled = !(job.status === "failed" || job.status === "cancelled");
+      showArtifacts(job);
+    }
+
+    function showArtifacts(job) {
+      const artifacts = (job.result && job.result.artifacts) || [];
+      $("artifacts-card").hidden = artifacts.length === 0;
+      const box = $("artifacts");
+      box.textContent = "";
+      for (const a of artifacts) {
+        const figure = el("figure", {class: "artifact"});
+        if (a.contentType.startsWith("image/")) {
+          figure.append(el("img", {src: a.url, alt: `Preview of ${a.name}`, loading: "lazy"}));
+        } else if (a.contentType.startsWith("text/html")) {
+          // Sandboxed: the document is shown, never run, and cannot reach this page.
+          figure.append(el("iframe", {src: a.url, sandbox: "", title: `Preview of ${a.name}`}));
+        }
+        figure.append(el("figcaption", {},
+          el("a", {href: a.url, download: a.name, text: `Download ${a.name}`}),
+          ` (${a.contentType}, ${a.size} bytes)`));
+        box.append(figure);
+      }
+    }
+
+    function atBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 8; }
+    function applySearch(li) {
+      const q = search.value.trim().toLowerCase();
+      li.hidden = q !== "" && !li.textContent.toLowerCase().includes(q);
+    }
+
+    function addLine(line) {
+      if (seen.has(line.event_id)) return;  // a resumed stream never shows a line twice
+      seen.add(line.event_id);
+      const time = new Date(line.event_time * 1000).toLocaleTimeString();
+      const li = el("li", {class: `line sev-${line.severity}`, "data-event-id": String(line.event_id)},
+        el("span", {class: "ts", text: time}), el("span", {class: "sev", text: line.severity}),
+        el("span", {class: "msg", text: line.event_message}));
+      applySearch(li);
+      log.append(li);
+      if (following) log.scrollTop = log.scrollHeight;
+      else jump.hidden = false;
+    }
+
+    log.addEventListener("scroll", () => {
+      following = atBottom();
+      if (following) jump.hidden = true;
+    });
+    jump.addEventListener("click", () => {
+      following = true;
+      log.scrollTop = log.scrollHeight;
+      jump.hidden = true;
+    });
+    search.addEventListener("input", () => log.querySelectorAll("li").forEach(applySearch));
+
+    async function act(verb) {
+      const {ok, data} = await api("POST", `${url}/${verb}`);
+      $("action-error").textContent = ok ? "" : ((data && data.detail) || `Could not ${verb}.`);
+      if (ok) showJob(data);
+    }
+    if ($("cancel")) $("cancel").addEventListener("click", () => act("cancel"));
+    if ($("retry")) $("retry").addEventListener("click", async () => { await act("retry"); openStreams(); });
+
+    let jobEs = null, logEs = null;
+    async function openStreams() {
+      const {ok, data: job} = await api("GET", url);
+      if (!ok) return;
+      showJob(job);
+      if (jobEs) jobEs.close();
+      if (logEs) logEs.close();
+      jobEs = new EventSource(job.eventsUrl);
+      conn.watch("job", jobEs);
+      for (const name of ["content_job.status", "content_job.running", "content_job.progress",
+                          "content_job.done", "content_job.failed", "content_job.cancelled"]) {
+        jobEs.addEventListener(name, (e) => showJob(JSON.parse(e.data)));
+      }
+      logEs = new EventSource(job.logsUrl);
+      conn.watch("log", logEs);
+      logEs.onmessage = (e) => addLine(JSON.parse(e.data).log);
+    }
+    openStreams();
+  }
+
+  window.NexusConsole = {jobsPage, jobPage};
+})();

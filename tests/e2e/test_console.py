@@ -1,0 +1,144 @@
+"""The web console in real headless Chromium against a real server process."""
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.browser import launch, require_chromium
+from tests.live import ROOT, LiveServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.live]
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_chromium()
+    server = LiveServer(var_dir=tmp_path_factory.mktemp("console")).prepare().start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium, server):
+    context = chromium.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto("/console/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("pw-alice")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/console/c/"))
+    yield page
+    context.close()
+
+
+def submit_demo(page, steps: int, delay_ms: int) -> str:
+    page.get_by_label("Job type").select_option("demo.steps")
+    form = page.locator('form[data-job-type="demo.steps"]')
+    form.get_by_label("steps").fill(str(steps))
+    form.get_by_label("delayMs").fill(str(delay_ms))
+    before = page.locator("#job-rows tr").count()
+    form.get_by_role("button", name="Submit demo.steps").click()
+    page.wait_for_function(f"document.querySelectorAll('#job-rows tr').length > {before}")
+    return page.locator("#job-rows tr").first.get_attribute("data-job-id")
+
+
+def log_messages(page) -> list[str]:
+    return page.locator("#log li .msg").all_inner_texts()
+
+
+def test_sign_in_submit_and_watch_a_job_reach_100_percent_with_its_log_in_order(page):
+    job_id = submit_demo(page, steps=5, delay_ms=150)
+    row = page.locator(f'tr[data-job-id="{job_id}"]')
+    # The list moves live over the company stream: the bar reaches 100% and the row says done.
+    page.wait_for_function(
+        f"""document.querySelector('tr[data-job-id="{job_id}"] .status').textContent === 'done'"""
+    )
+    assert row.get_by_role("progressbar").get_attribute("aria-valuenow") == "100"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "jobs-list.png"))
+
+    row.get_by_role("link").click()
+    page.wait_for_function("document.querySelectorAll('#log li').length === 6")
+    assert log_messages(page) == [f"step {i}/5" for i in range(1, 6)] + ["finished"]
+    assert page.locator("#job-status").inner_text() == "done"
+    assert page.locator("#job-progress").get_attribute("aria-valuenow") == "100"
+    assert page.locator("#log li.sev-success .msg").inner_text() == "finished"
+    page.screenshot(path=str(SCREENSHOTS / "job-page.png"), full_page=True)
+
+
+def test_cancel_a_running_job_from_its_page(page):
+    job_id = submit_demo(page, steps=300, delay_ms=100)
+    page.locator(f'tr[data-job-id="{job_id}"] a').click()
+    page.wait_for_function("document.querySelectorAll('#log li').length >= 2")
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_function("document.getElementById('job-status').textContent === 'cancelled'")
+    assert page.get_by_role("button", name="Retry").is_enabled()
+    assert page.get_by_role("button", name="Cancel").is_disabled()
+    assert "Cancelled at a checkpoint." in log_messages(page)
+
+
+def test_an_invalid_param_is_rejected_next_to_its_field(page):
+    rows_before = page.locator("#job-rows tr").count()
+    form = page.locator('form[data-job-type="demo.steps"]')
+    form.get_by_label("steps").fill("0")
+    form.get_by_role("button", name="Submit demo.steps").click()
+    error = page.locator('[id="p-demo.steps-steps-error"]')
+    error.wait_for(state="visible")
+    assert "greater than or equal to 1" in error.inner_text()
+    assert form.get_by_label("steps").get_attribute("aria-invalid") == "true"
+    assert page.locator("#job-rows tr").count() == rows_before
+
+
+def test_render_card_artifact_is_previewed_inline_and_downloadable(page):
+    page.get_by_label("Job type").select_option("render.card")
+    form = page.locator('form[data-job-type="render.card"]')
+    form.locator('[name="title"]').fill("Hello from the console")
+    form.get_by_role("button", name="Submit render.card").click()
+    page.wait_for_function("document.querySelector('#job-rows tr .status').textContent === 'done'")
+    page.locator("#job-rows tr").first.get_by_role("link").click()
+    image = page.get_by_role("img", name="Preview of card.png")
+    image.wait_for()
+    page.wait_for_function("document.querySelector('#artifacts img').naturalWidth === 1200")
+    assert page.get_by_role("link", name="Download card.png").get_attribute("download") == "card.png"
+
+
+def test_the_job_page_shows_reconnecting_and_resumes_without_duplicates_after_a_restart(page, server):
+    job_id = submit_demo(page, steps=40, delay_ms=100)
+    page.locator(f'tr[data-job-id="{job_id}"] a').click()
+    page.wait_for_function("document.querySelectorAll('#log li').length >= 3")
+    server.stop()
+    page.wait_for_function("!document.getElementById('conn').hidden && "
+                           "document.getElementById('conn').textContent === 'reconnecting…'")
+    server.start()
+    page.wait_for_function("document.getElementById('job-status').textContent === 'done'", timeout=90_000)
+    page.wait_for_function("document.getElementById('conn').hidden")
+    page.wait_for_function("document.querySelectorAll('#log li').length === 41")
+    ids = [int(i) for i in page.eval_on_selector_all("#log li", "els => els.map(e => e.dataset.eventId)")]
+    assert ids == list(range(1, 42))  # every line exactly once, in order
+    assert log_messages(page) == [f"step {i}/40" for i in range(1, 41)] + ["finished"]
+
+
+def test_the_console_is_readable_at_phone_width(chromium, server):
+    context = chromium.new_context(base_url=server.url, viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto("/console/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("pw-alice")
+    page.keyboard.press("Enter")  # the form works from the keyboard
+    page.wait_for_url(re.compile(r"/console/c/"))
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0  # nothing wider than the screen
+    context.close()
