@@ -1,0 +1,132 @@
+"""Django admin for operators: jobs (read-only, with the latest log lines and a live tail),
+companies and memberships. Cancel and retry go through the services, like every write."""
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from . import services
+from .errors import InvalidTransition
+from .models import Company, ContentJob, Membership
+from .representation import job_representation
+
+LATEST_LINES = 50
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Company)
+class CompanyAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "id", "created_at"]
+    search_fields = ["slug", "name", "id"]
+    readonly_fields = ["id", "created_at"]
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "company", "role", "created_at"]
+    list_filter = ["role", "company"]
+    search_fields = ["user__username", "company__slug"]
+    autocomplete_fields = ["user", "company"]
+
+
+@admin.register(ContentJob)
+class ContentJobAdmin(admin.ModelAdmin):
+    change_form_template = "admin/content_jobs/contentjob/change_form.html"
+    list_display = ["short_id", "company", "job_type", "status", "progress_pct", "created_at", "duration"]
+    list_filter = ["status", "job_type", "company", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["source_task_id"]
+    list_select_related = ["company"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at"]
+    actions = ["cancel_jobs", "retry_jobs"]
+    fields = [
+        "id", "company", "job_type", "status", "progress", "stage", "attempt", "cancel_requested",
+        "params", "result", "error", "source_task_id", "idempotency_key", "created_by", "worker_id",
+        "lease_expires_at", "created_at", "updated_at", "started_at", "finished_at", "latest_log_lines",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="job", ordering="id")
+    def short_id(self, job: ContentJob) -> str:
+        return str(job.pk)[:8]
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_pct(self, job: ContentJob) -> str:
+        return f"{job.progress:.0f}%"
+
+    @admin.display(description="duration")
+    def duration(self, job: ContentJob) -> str:
+        seconds = job.duration_seconds
+        return "" if seconds is None else f"{seconds:.1f} s"
+
+    @admin.display(description=f"latest log lines (last {LATEST_LINES})")
+    def latest_log_lines(self, job: ContentJob) -> str:
+        from job_logs.selectors import latest_log_lines
+
+        lines = latest_log_lines(job_id=job.pk, limit=LATEST_LINES)
+        if not lines:
+            return "no lines"
+        rows = format_html_join(
+            "", '<tr class="sev-{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+            ((l.severity, l.event_id, l.created_at.strftime("%H:%M:%S"), l.severity, l.message) for l in lines),
+        )
+        everything = reverse("admin:job_logs_logline_changelist") + f"?job__id__exact={job.pk}"
+        return format_html(
+            '<table class="nexus-log"><thead><tr><th>#</th><th>time</th><th>severity</th><th>message</th></tr>'
+            '</thead><tbody>{}</tbody></table><p><a href="{}">All log lines of this job</a></p>',
+            rows, everything,
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip().lower()
+        if len(term) >= 4 and all(c in "0123456789abcdef-" for c in term):
+            # A job id, or the start of one as the list shows it.
+            queryset = queryset | self.get_queryset(request).filter(id__startswith=term)
+        return queryset, may_have_duplicates
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # read-only: operators view; cancel and retry are actions
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return request.user.is_superuser
+
+    def has_operate_permission(self, request) -> bool:
+        """Cancel and retry: for staff who may change jobs (the form itself stays read-only)."""
+        return request.user.has_perm("content_jobs.change_contentjob")
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        job = kwargs.get("obj")
+        if job is not None:
+            representation = job_representation(job)
+            context.update(events_url=representation["eventsUrl"], logs_url=representation["logsUrl"])
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    def _apply(self, request, queryset, service, verb: str) -> None:
+        done, skipped = 0, []
+        for job in queryset:
+            try:
+                service(job=job, by=request.user)
+                done += 1
+            except InvalidTransition as exc:
+                skipped.append(f"{str(job.pk)[:8]} ({exc.message})")
+        if done:
+            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Skipped {len(skipped)}: " + "; ".join(skipped), messages.WARNING)
+
+    @admin.action(description="Cancel selected jobs", permissions=["operate"])
+    def cancel_jobs(self, request, queryset):
+        self._apply(request, queryset, services.job_cancel, "Cancelled (or asked to stop)")
+
+    @admin.action(description="Retry selected jobs", permissions=["operate"])
+    def retry_jobs(self, request, queryset):
+        self._apply(request, queryset, services.job_retry, "Queued again")

@@ -1,0 +1,45 @@
+"""The admin job page tails a running job live, in real headless Chromium."""
+import re
+
+import pytest
+
+from tests.browser import launch, require_chromium
+from tests.live import LiveServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.live]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_chromium()
+    server = LiveServer(var_dir=tmp_path_factory.mktemp("admin-live")).prepare().start()
+    yield server
+    server.destroy()
+
+
+def test_the_admin_job_page_receives_live_lines_and_progress(server):
+    from playwright.sync_api import sync_playwright
+
+    with server.client("alice") as client:
+        job = client.post(f"/api/companies/{server.company()}/content-jobs",
+                          json={"jobType": "demo.steps", "params": {"steps": 20, "delayMs": 150}}).json()
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(base_url=server.url)
+        page.set_default_timeout(30_000)
+        page.goto("/admin/login/")
+        page.fill("#id_username", "root")
+        page.fill("#id_password", "pw-root")
+        page.click("input[type=submit]")
+        page.wait_for_url(re.compile(r"/admin/$"))
+        page.goto(f"/admin/content_jobs/contentjob/{job['jobId']}/change/")
+        # A line that is written after the page loaded arrives through the live tail.
+        page.wait_for_function("document.querySelectorAll('#live-log li').length >= 1")
+        first_count = page.locator("#live-log li").count()
+        page.wait_for_function(f"document.querySelectorAll('#live-log li').length > {first_count}")
+        page.wait_for_function("document.getElementById('live-status').textContent === 'done'")
+        page.wait_for_function("document.querySelectorAll('#live-log li').length === 21")
+        ids = page.eval_on_selector_all("#live-log li", "els => els.map(e => Number(e.dataset.eventId))")
+        assert ids == list(range(1, 22))
+        assert page.locator("#live-pct").inner_text() == "100%"
+        browser.close()
