@@ -62,7 +62,12 @@ def flatten_errors(detail, prefix: str = "") -> list[dict]:
     out: list[dict] = []
     if isinstance(detail, dict):
         for key, value in detail.items():
-            field = prefix if key in ("non_field_errors",) else (f"{prefix}.{key}" if prefix else str(key))
+            if key == "non_field_errors":
+                field = prefix
+            elif isinstance(key, int):  # an item of a list body
+                field = f"{prefix}[{key}]"
+            else:
+                field = f"{prefix}.{key}" if prefix else str(key)
             out.extend(flatten_errors(value, field))
     elif isinstance(detail, list):
         for index, value in enumerate(detail):

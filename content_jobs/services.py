@@ -213,7 +213,10 @@ def job_fail(*, job: ContentJob, code: str, message: str, attempt: int | None = 
 @transaction.atomic
 def job_stop_cancelled(*, job: ContentJob, attempt: int | None = None) -> ContentJob:
     """A running job's handler stopped at a checkpoint after cancellation was requested."""
-    return _move(_locked(job, attempt=attempt), S.CANCELLED, error=None, lease_expires_at=None)
+    job = _locked(job, attempt=attempt)
+    if job.status != S.RUNNING:
+        raise InvalidTransition(job.status, S.CANCELLED)
+    return _move(job, S.CANCELLED, error=None, lease_expires_at=None)
 
 
 @transaction.atomic
