@@ -37,10 +37,12 @@
     const box = document.getElementById("conn");
     const failing = new Set();
     return {
-      watch(name, es) {
+      // `ended()` says the stream was expected to close (the job is over): its reconnect, which
+      // the server answers with 204, is no outage.
+      watch(name, es, ended) {
         es.addEventListener("open", () => { failing.delete(name); this.render(); });
         es.addEventListener("error", () => {
-          if (es.readyState === EventSource.CONNECTING) failing.add(name);
+          if (es.readyState === EventSource.CONNECTING && !(ended && ended())) failing.add(name);
           else failing.delete(name);
           this.render();
         });
@@ -196,9 +198,11 @@
     const jump = $("jump");
     const seen = new Set();
     let following = true;
+    let terminal = false;
     const conn = connectionIndicator();
 
     function showJob(job) {
+      terminal = ["done", "failed", "cancelled"].includes(job.status);
       $("job-type").textContent = job.jobType;
       $("job-status").textContent = job.status;
       $("job-status").dataset.status = job.status;
@@ -278,13 +282,13 @@
       if (jobEs) jobEs.close();
       if (logEs) logEs.close();
       jobEs = new EventSource(job.eventsUrl);
-      conn.watch("job", jobEs);
+      conn.watch("job", jobEs, () => terminal);
       for (const name of ["content_job.status", "content_job.running", "content_job.progress",
                           "content_job.done", "content_job.failed", "content_job.cancelled"]) {
         jobEs.addEventListener(name, (e) => showJob(JSON.parse(e.data)));
       }
       logEs = new EventSource(job.logsUrl);
-      conn.watch("log", logEs);
+      conn.watch("log", logEs, () => terminal);
       logEs.onmessage = (e) => addLine(JSON.parse(e.data).log);
     }
     openStreams();
