@@ -8,7 +8,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
 	echo $$p; break; fi; done)
 
-.PHONY: run test setup migrate cluster clean
+.PHONY: run test setup migrate cluster bench clean
 WEB ?= 2
 WORKERS ?= 2
 
@@ -44,6 +44,11 @@ test: $(STAMP)
 
 cluster: $(STAMP)
 	@WEB=$(WEB) WORKERS=$(WORKERS) PORT=$(PORT) bash scripts/cluster
+
+# Benchmarks (quick: a few minutes; FULL=1: full sizes). Writes bench/RESULTS.md and bench/latency.png.
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	FULL=$(FULL) $(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -232,6 +232,8 @@ NEXUS_LOG_MAX_LINES = env_int("NEXUS_LOG_MAX_LINES", 100_000)
 NEXUS_LOG_MAX_MESSAGE_BYTES = env_int("NEXUS_LOG_MAX_MESSAGE_BYTES", 64 * 1024)
 NEXUS_PROGRESS_EVENTS_PER_SECOND = env_float("NEXUS_PROGRESS_EVENTS_PER_SECOND", 10.0)
 NEXUS_RETENTION_DAYS = env_int("NEXUS_RETENTION_DAYS", 30)
+# Extra modules that register job types (comma-separated dotted paths), e.g. `bench.jobtypes`.
+NEXUS_JOB_TYPE_MODULES = env_list("NEXUS_JOB_TYPE_MODULES", [])
 
 # Artifacts go through Django's storage API; on disk by default.
 MEDIA_ROOT = Path(os.environ.get("NEXUS_MEDIA_ROOT", VAR_DIR / "media"))

@@ -1,0 +1,535 @@
+"""The benchmark: starts the service the way users do, drives it from separate client processes
+over loopback, measures each figure 3 times, and writes bench/RESULTS.md and bench/latency.png.
+
+    make bench            # quick mode (a few minutes)
+    make bench FULL=1     # full sizes (1,000 subscribers, 10,000 idle connections)
+
+Baselines run in the same session: a polling stream (the design this service replaces), a
+minimal Node SSE broadcaster (this machine's ceiling), and django-eventstream as its README shows.
+Timings are reported, never asserted.
+"""
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.sse_client import events, hold_idle, open_stream, watch_many  # noqa: E402
+from tests.live import LiveServer, create_database, drop_database, free_port  # noqa: E402
+
+FULL = os.environ.get("FULL") == "1"
+REPEATS = 3
+SIZES = {
+    "subscribers": 1000 if FULL else 200,
+    "idle": 10_000 if FULL else 1000,
+    "burst": 500 if FULL else 200,
+    "latency_events": 300 if FULL else 100,
+    "noop_jobs": 2000 if FULL else 300,
+    "submit_seconds": 10 if FULL else 4,
+    "client_procs": 4,
+}
+BENCH_ENV = {"NEXUS_JOB_TYPE_MODULES": "bench.jobtypes", "NEXUS_INTERNAL_STATS": "true"}
+
+rows: list[dict] = []
+samples: dict[str, list[float]] = {}
+
+
+# Reporting ---------------------------------------------------------------------------------------
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def record(figure: str, unit: str, values: list[float], goal: str = "", goal_value: float | None = None,
+           better: str = "lower", note: str = "") -> float:
+    values = [v for v in values if v == v]
+    median = statistics.median(values) if values else float("nan")
+    spread = (max(values) - min(values)) if len(values) > 1 else 0.0
+    ratio = ""
+    if goal_value and median == median:
+        ratio = f"{(goal_value / median if better == 'lower' else median / goal_value):.2f}×"
+    rows.append({"figure": figure, "unit": unit, "median": median, "spread": spread, "goal": goal, "ratio": ratio,
+                 "note": note, "runs": len(values)})
+    print(f"  {figure:<62} {median:>12.3f} {unit:<10} ±{spread:<10.3f} {goal:<14} {ratio}", flush=True)
+    return median
+
+
+def fmt(v: float) -> str:
+    if v != v:
+        return "n/a"
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def write_results(started: float) -> None:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+    lines = [
+        "# Benchmark results",
+        "",
+        f"- machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}",
+        f"- commit: {commit}; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; mode: {'full' if FULL else 'quick'} "
+        f"({time.time() - started:.0f} s); each figure is the median of {REPEATS} runs, ± the spread (max − min)",
+        f"- sizes: {json.dumps(SIZES)}",
+        "- ratio: how the median compares with the goal (≥ 1× meets it)",
+        "",
+        "| figure | median | ± spread | unit | goal | ratio | note |",
+        "| --- | ---: | ---: | --- | --- | ---: | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['figure']} | {fmt(r['median'])} | {fmt(r['spread'])} | {r['unit']} | {r['goal']} | "
+                     f"{r['ratio']} | {r['note']} |")
+    lines += ["", "![latency distributions](latency.png)", ""]
+    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(10, 5.5))
+        for name, values in samples.items():
+            if values:
+                ms = sorted(v * 1000 for v in values)
+                ax.plot(ms, [i / len(ms) * 100 for i in range(len(ms))], label=f"{name} (n={len(ms)})")
+        ax.set_xscale("log")
+        ax.set_xlabel("latency from the handler's call to the client (ms, log scale)")
+        ax.set_ylabel("percentile")
+        ax.grid(True, which="both", alpha=.3)
+        ax.legend(fontsize=8)
+        ax.set_title(f"Nexus content jobs event latency ({'full' if FULL else 'quick'} mode, {commit})")
+        fig.tight_layout()
+        fig.savefig(ROOT / "bench" / "latency.png", dpi=110)
+    except ImportError:
+        print("matplotlib is missing: no plot (make bench installs it)")
+
+
+# Helpers ----------------------------------------------------------------------------------------
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def threads_of(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    return 0
+
+
+def submit(server, job_type: str, params: dict, api=None) -> dict:
+    with server.client("alice", timeout=30) as client:
+        response = client.post(f"/api/companies/{server.company()}/content-jobs", json={"jobType": job_type, "params": params})
+    response.raise_for_status()
+    return response.json()
+
+
+def wait_done(server, job_id: str, timeout=120) -> dict:
+    with server.client("alice") as client:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = client.get(f"/api/companies/{server.company()}/content-jobs/{job_id}").json()
+            if job["status"] in ("done", "failed", "cancelled"):
+                return job
+            time.sleep(0.05)
+    raise TimeoutError(job_id)
+
+
+def fan_watchers(pool, port: int, path: str, n: int, expect: int, timeout: float, headers=None) -> list[dict]:
+    procs = min(SIZES["client_procs"], n)
+    share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    args = [{"host": "127.0.0.1", "port": port, "path": path, "n": k, "expect": expect, "timeout": timeout,
+             "headers": headers} for k in share if k]
+    return pool.map_async(watch_many, args)
+
+
+def merge(results: list[dict]) -> dict:
+    out = {"received": 0, "connected": 0, "error_count": 0, "latencies": [], "errors": []}
+    for r in results:
+        out["received"] += r["received"]
+        out["connected"] += r["connected"]
+        out["error_count"] += r["error_count"]
+        out["errors"] += r["errors"]
+        out["latencies"] += r["latencies"]
+        if "first_stamp" in r:
+            out["first_stamp"] = min(out.get("first_stamp", r["first_stamp"]), r["first_stamp"])
+            out["last_recv"] = max(out.get("last_recv", r["last_recv"]), r["last_recv"])
+    return out
+
+
+# Figures ----------------------------------------------------------------------------------------
+def latency_run(pool, server, subscribers: int, kind: str = "log", count: int | None = None) -> dict:
+    count = count or SIZES["latency_events"]
+    delay = 1500 + subscribers * 4
+    job = submit(server, "bench.pulse", {"count": count, "intervalMs": 10, "kind": kind, "startDelayMs": delay})
+    path = job["logsUrl"] if kind == "log" else job["eventsUrl"]
+    pending = fan_watchers(pool, server.port, path, subscribers, count, timeout=delay / 1000 + count * 0.05 + 30)
+    result = merge(pending.get())
+    wait_done(server, job["jobId"])
+    return result
+
+
+def fanout_run(pool, port: int, path: str, subscribers: int, burst: int, trigger, timeout=60) -> dict:
+    pending = fan_watchers(pool, port, path, subscribers, burst, timeout=timeout)
+    time.sleep(1.0 + subscribers / 400)  # everybody connected
+    trigger()
+    result = merge(pending.get())
+    span = result.get("last_recv", 0) - result.get("first_stamp", 0)
+    result["rate"] = result["received"] / span if span > 0 else float("nan")
+    result["lost"] = subscribers * burst - result["received"]
+    return result
+
+
+def pickup_run(server, jobs: int = 20) -> list[float]:
+    async def main():
+        reader, writer = await open_stream("127.0.0.1", server.port, f"/api/companies/{server.company()}/events",
+                                           {"Authorization": f"Token {server.data['token_alice']}"})
+        sent: dict[str, float] = {}
+        running_at: dict[str, float] = {}
+
+        async def listen():
+            async for name, _, data in events(reader):
+                if name == "content_job.running":
+                    running_at[json.loads(data)["jobId"]] = time.monotonic()
+
+        listener = asyncio.create_task(listen())
+        async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Token {server.data['token_alice']}"}) as c:
+            for _ in range(jobs):
+                t = time.monotonic()
+                r = await c.post(f"/api/companies/{server.company()}/content-jobs", json={"jobType": "bench.noop"})
+                sent[r.json()["jobId"]] = t
+                await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while not set(sent) <= set(running_at) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        listener.cancel()
+        writer.close()
+        return [running_at[j] - t for j, t in sent.items() if j in running_at]
+
+    return asyncio.run(main())
+
+
+def submit_throughput(server, seconds: float, concurrency: int = 32) -> tuple[float, float]:
+    async def main():
+        latencies: list[float] = []
+        end = time.monotonic() + seconds
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30,
+                                     headers={"Authorization": f"Token {server.data['token_alice']}"}) as c:
+            async def worker():
+                while time.monotonic() < end:
+                    t = time.monotonic()
+                    r = await c.post(f"/api/companies/{server.company()}/content-jobs",
+                                     json={"jobType": "bench.noop"})
+                    if r.status_code == 202:
+                        latencies.append(time.monotonic() - t)
+
+            started = time.monotonic()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            return len(latencies) / (time.monotonic() - started), pct(latencies, 99)
+
+    return asyncio.run(main())
+
+
+BULK_SUBMIT = """
+import json, time
+from content_jobs import services
+from content_jobs.models import Company, ContentJob
+company = Company.objects.get(slug="acme")
+ids = [str(services.job_submit(company=company, job_type="bench.noop", params={{}})[0].pk) for _ in range({n})]
+print("IDS " + json.dumps(ids))
+"""
+
+JOB_SPAN = """
+import json
+from django.db.models import Max, Min
+from content_jobs.models import ContentJob
+ids = json.loads(open({path!r}).read())
+q = ContentJob.objects.filter(pk__in=ids)
+agg = q.aggregate(start=Min("started_at"), end=Max("finished_at"))
+print("SPAN " + json.dumps({{"done": q.filter(status="done").count(), "seconds": (agg["end"] - agg["start"]).total_seconds() if agg["end"] else None}}))
+"""
+
+
+def job_throughput(server, n: int, timeout=300) -> float:
+    out = server.manage("shell", "-c", BULK_SUBMIT.format(n=n), timeout=timeout)
+    ids = json.loads(next(l for l in out.splitlines() if l.startswith("IDS "))[4:])
+    path = server.var_dir / "bench-ids.json"
+    path.write_text(json.dumps(ids))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = server.manage("shell", "-c", JOB_SPAN.format(path=str(path)))
+        span = json.loads(next(l for l in out.splitlines() if l.startswith("SPAN "))[5:])
+        if span["done"] == n:
+            return n / span["seconds"]
+        time.sleep(1)
+    return float("nan")
+
+
+PROGRESS_ROWS = """
+from content_jobs.models import JobEvent
+print("ROWS", JobEvent.objects.filter(job_id={job!r}, type="content_job.progress").count())
+"""
+
+
+def progress_absorption(pool, server, seconds: float = 3.0) -> tuple[float, int, int]:
+    job = submit(server, "bench.spin", {"seconds": seconds, "rate": 10_000})
+    seen = 0
+
+    async def watch():
+        nonlocal seen
+        reader, writer = await open_stream("127.0.0.1", server.port, job["eventsUrl"])
+        async for name, _, _ in events(reader):
+            if name == "content_job.progress":
+                seen += 1
+        writer.close()
+
+    asyncio.run(watch())
+    done = wait_done(server, job["jobId"])
+    out = server.manage("shell", "-c", PROGRESS_ROWS.format(job=job["jobId"]))
+    rows_written = int(next(l for l in out.splitlines() if l.startswith("ROWS")).split()[1])
+    return rows_written / seconds, seen, done["result"]["calls"]
+
+
+def idle_run(server_pid: int, port: int, path: str, n: int, headers=None, ready=None) -> dict:
+    ctx = mp.get_context("fork")
+    manager = ctx.Manager()
+    queue, release = manager.Queue(), manager.Event()
+    procs = SIZES["client_procs"]
+    before_rss, before_threads = rss_kib(server_pid), threads_of(server_pid)
+    workers = [ctx.Process(target=hold_idle, args=({"host": "127.0.0.1", "port": port, "path": path,
+                                                     "n": n // procs, "headers": headers, "queue": queue,
+                                                     "release": release},)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    reports = [queue.get(timeout=300) for _ in workers]
+    time.sleep(2.0)  # settle
+    after_rss, after_threads = rss_kib(server_pid), threads_of(server_pid)
+    release.set()
+    for w in workers:
+        w.join(60)
+    connected = sum(r["connected"] for r in reports)
+    return {"connected": connected, "errors": sum(r["errors"] for r in reports),
+            "seconds": max(r["seconds"] for r in reports),
+            "kib_per_conn": (after_rss - before_rss) / max(connected, 1),
+            "threads_added": after_threads - before_threads}
+
+
+# Baseline servers ---------------------------------------------------------------------------------
+def wait_port(port: int, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(port)
+
+
+def start(cmd: list[str], env=None, log=None) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+
+# The run -----------------------------------------------------------------------------------------
+def main() -> None:
+    started = time.time()
+    pool = mp.get_context("fork").Pool(SIZES["client_procs"])
+    tmp = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
+    print(f"Nexus content jobs benchmark ({'full' if FULL else 'quick'} mode); sizes {SIZES}")
+    print(f"  {'figure':<62} {'median':>12} {'unit':<10} {'spread':<11} {'goal':<14} ratio")
+
+    # Embedded ------------------------------------------------------------------------------
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.pop("REDIS_URL", None)
+    server = LiveServer(var_dir=tmp / "embedded", extra_env=BENCH_ENV).prepare().start()
+    polling_port = free_port()
+    polling = start([sys.executable, "bench/baselines/polling_stream.py", str(tmp / "embedded" / "nexus.sqlite3"),
+                     str(polling_port)])
+    wait_port(polling_port)
+    try:
+        p50s, p99s, maxs, all_lat = [], [], [], []
+        for _ in range(REPEATS):
+            r = latency_run(pool, server, 1)
+            p50s.append(pct(r["latencies"], 50)); p99s.append(pct(r["latencies"], 99)); maxs.append(max(r["latencies"]))
+            all_lat += r["latencies"]
+        samples["embedded, 1 subscriber (log)"] = all_lat
+        ours_p50 = record("1. event latency, log(), 1 subscriber, p50", "ms", [v * 1000 for v in p50s], "≤ 2 ms", 2)
+        record("1. event latency, log(), 1 subscriber, p99", "ms", [v * 1000 for v in p99s], "≤ 10 ms", 10)
+        record("1. event latency, log(), 1 subscriber, max", "ms", [v * 1000 for v in maxs])
+        prog = [latency_run(pool, server, 1, kind="progress") for _ in range(REPEATS)]
+        samples["embedded, 1 subscriber (progress)"] = sum((r["latencies"] for r in prog), [])
+        record("1. event latency, progress(), 1 subscriber, p50", "ms", [pct(r["latencies"], 50) * 1000 for r in prog], "≤ 2 ms", 2)
+
+        n = SIZES["subscribers"]
+        many = [latency_run(pool, server, n) for _ in range(REPEATS)]
+        samples[f"embedded, {n} subscribers (log)"] = sum((r["latencies"] for r in many), [])
+        record(f"1. event latency, {n} subscribers, p50", "ms", [pct(r["latencies"], 50) * 1000 for r in many], "≤ 10 ms", 10)
+        record(f"1. event latency, {n} subscribers, p99", "ms", [pct(r["latencies"], 99) * 1000 for r in many], "≤ 25 ms", 25)
+        record(f"1. events lost, {n} subscribers", "events",
+               [n * SIZES["latency_events"] - r["received"] for r in many], "0")
+
+        # Polling baseline: the same pulse job read through a 1 s polling stream.
+        poll = []
+        for _ in range(REPEATS):
+            job = submit(server, "bench.pulse", {"count": 20, "intervalMs": 100, "kind": "log", "startDelayMs": 1500})
+            r = merge(pool.map(watch_many, [{"host": "127.0.0.1", "port": polling_port, "path": f"/jobs/{job['jobId']}/logs",
+                                             "n": 1, "expect": 20, "timeout": 30}]))
+            poll.append(pct(r["latencies"], 50))
+            samples.setdefault("baseline: 1 s polling stream", []).extend(r["latencies"])
+        poll_p50 = record("1. baseline polling stream, p50", "ms", [v * 1000 for v in poll])
+        rows.append({"figure": "1. ours vs polling stream (p50 ratio)", "unit": "×", "median": poll_p50 / ours_p50,
+                     "spread": 0.0, "goal": "≥ 250×", "ratio": f"{poll_p50 / ours_p50 / 250:.2f}×", "note": "", "runs": 1})
+        print(f"  {'1. ours vs polling stream (p50 ratio)':<62} {poll_p50 / ours_p50:>12.1f} ×")
+
+        pick = [pct(pickup_run(server), 50) * 1000 for _ in range(REPEATS)]
+        record("2. job pickup, POST → content_job.running, p50", "ms", pick, "≤ 10 ms", 10)
+
+        idle = [idle_run(server.proc.pid, server.port, f"/api/companies/{server.company()}/events", SIZES["idle"],
+                         {"Authorization": f"Token {server.data['token_alice']}"}) for _ in range(REPEATS)]
+        record(f"3. idle subscribers connected (of {SIZES['idle']})", "conns", [r["connected"] for r in idle],
+               f"{SIZES['idle']:,}", SIZES["idle"], better="higher")
+        record("3. memory per idle subscriber", "KiB", [r["kib_per_conn"] for r in idle], "≤ 16 KiB", 16)
+        record(f"3. time to connect {SIZES['idle']:,} clients", "s", [r["seconds"] for r in idle],
+               "≤ 2 s per 1,000", 2 * SIZES["idle"] / 1000)
+        record("3. server threads added by idle subscribers", "threads", [r["threads_added"] for r in idle], "0")
+
+        burst = SIZES["burst"]
+        fan = []
+        for _ in range(REPEATS):
+            job = submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log",
+                                                 "startDelayMs": int(2000 + n * 4)})
+            fan.append(fanout_run(pool, server.port, job["logsUrl"], n, burst, trigger=lambda: None, timeout=120))
+            wait_done(server, job["jobId"])
+        ours_rate = record(f"4. fan-out, 1 job × {n} subscribers, burst of {burst}", "deliveries/s",
+                           [r["rate"] for r in fan], "≥ 100,000", 100_000, better="higher")
+        record("4. fan-out deliveries lost", "events", [r["lost"] for r in fan], "0")
+
+        sub = [submit_throughput(server, SIZES["submit_seconds"]) for _ in range(REPEATS)]
+        record("5. submit throughput, 32 clients (embedded)", "POST/s", [s[0] for s in sub], "≥ 600", 600, better="higher")
+        record("5. submit latency p99, 32 clients (embedded)", "ms", [s[1] * 1000 for s in sub], "≤ 50 ms", 50)
+
+        jobs = [job_throughput(server, SIZES["noop_jobs"]) for _ in range(REPEATS)]
+        record("6. no-op jobs through the embedded worker", "jobs/s", jobs, "≥ 2,000", 2000, better="higher")
+
+        absorb = [progress_absorption(pool, server) for _ in range(REPEATS)]
+        record("7. progress() calls per second by the handler", "calls/s", [a[2] / 3.0 for a in absorb])
+        record("7. progress event rows written per second", "rows/s", [a[0] for a in absorb], "≤ 10", 10)
+        record("7. progress events a client saw (3 s)", "events", [a[1] for a in absorb])
+    finally:
+        polling.terminate()
+        server.destroy()
+
+    # Node reference --------------------------------------------------------------------------
+    if shutil.which("node"):
+        port = free_port()
+        node = start(["node", "bench/baselines/node_sse.js", str(port)])
+        wait_port(port)
+        try:
+            idle = [idle_run(node.pid, port, "/sse", SIZES["idle"]) for _ in range(REPEATS)]
+            node_kib = record("3. baseline Node SSE: memory per idle connection", "KiB", [r["kib_per_conn"] for r in idle])
+            fan = [fanout_run(pool, port, "/sse", n, burst,
+                              trigger=lambda: httpx.post(f"http://127.0.0.1:{port}/publish?n={burst}", timeout=60))
+                   for _ in range(REPEATS)]
+            node_rate = record(f"4. baseline Node SSE fan-out, {n} subscribers", "deliveries/s", [r["rate"] for r in fan])
+            rows.append({"figure": "4. ours as a fraction of Node", "unit": "", "median": ours_rate / node_rate, "spread": 0.0,
+                         "goal": "≥ 0.30", "ratio": f"{ours_rate / node_rate / 0.3:.2f}×", "note": "", "runs": 1})
+            print(f"  {'4. ours as a fraction of Node':<62} {ours_rate / node_rate:>12.2f}")
+        finally:
+            node.terminate()
+
+    # Stock django-eventstream -------------------------------------------------------------------
+    stock_dir = tmp / "stock"
+    stock = LiveServer(var_dir=stock_dir, extra_env={**BENCH_ENV, "DJANGO_SETTINGS_MODULE": "bench.baselines.stock_settings"})
+    stock_env = {**stock.env(), "DJANGO_SETTINGS_MODULE": "bench.baselines.stock_settings"}
+    stock_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=stock_env, check=True)
+    port = free_port()
+    proc = start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "nexus_site.asgi:application"],
+                 env=stock_env)
+    wait_port(port)
+    try:
+        lat = []
+        for _ in range(REPEATS):
+            pending = pool.map_async(watch_many, [{"host": "127.0.0.1", "port": port, "path": "/events/", "n": 1,
+                                                   "expect": 50, "timeout": 60}])
+            time.sleep(1.0)
+            for _ in range(50):
+                httpx.post(f"http://127.0.0.1:{port}/publish?n=1", timeout=30)
+                time.sleep(0.01)
+            r = merge(pending.get())
+            lat.append(pct(r["latencies"], 50))
+            samples.setdefault("baseline: stock django-eventstream (DB storage)", []).extend(r["latencies"])
+        record("1. baseline stock django-eventstream, 1 subscriber, p50", "ms", [v * 1000 for v in lat],
+               note="send_event → client, its database storage on SQLite")
+        fan = [fanout_run(pool, port, "/events/", n, burst,
+                          trigger=lambda: httpx.post(f"http://127.0.0.1:{port}/publish?n={burst}", timeout=120))
+               for _ in range(REPEATS)]
+        record(f"4. baseline stock django-eventstream fan-out, {n} subscribers", "deliveries/s", [r["rate"] for r in fan])
+        record("4. baseline stock django-eventstream deliveries lost", "events", [r["lost"] for r in fan])
+    finally:
+        proc.terminate()
+
+    # Cluster on PostgreSQL and Redis, when reachable -----------------------------------------------
+    database, redis_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"), \
+        os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+    try:
+        import psycopg
+        import redis
+
+        psycopg.connect(database, connect_timeout=3).close()
+        redis.Redis.from_url(redis_url, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        print(f"(cluster figures skipped: PostgreSQL or Redis not reachable: {exc})")
+    else:
+        os.environ["DATABASE_URL"] = database
+        db = create_database("nexus_bench")
+        env = {**BENCH_ENV, "REDIS_URL": redis_url, "NEXUS_EMBEDDED_WORKER": "false"}
+        web = LiveServer(var_dir=tmp / "cluster", extra_env=env, database_url=db).prepare().start()
+        workers = [web.spawn("run_worker", name=f"bench-worker-{i}") for i in range(4)]
+        try:
+            time.sleep(2)
+            r = [latency_run(pool, web, 1) for _ in range(REPEATS)]
+            samples["cluster (worker → Redis → web), 1 subscriber"] = sum((x["latencies"] for x in r), [])
+            record("1. cluster event latency (worker → Redis → web), p50", "ms",
+                   [pct(x["latencies"], 50) * 1000 for x in r], "≤ 3 ms", 3)
+            record("2. cluster job pickup, p50", "ms", [pct(pickup_run(web), 50) * 1000 for _ in range(REPEATS)], "≤ 10 ms", 10)
+            sub = [submit_throughput(web, SIZES["submit_seconds"]) for _ in range(REPEATS)]
+            record("5. submit throughput, 32 clients (cluster web process)", "POST/s", [s[0] for s in sub], "≥ 600", 600,
+                   better="higher")
+            jobs4 = [job_throughput(web, SIZES["noop_jobs"]) for _ in range(REPEATS)]
+            record("6. no-op jobs, four workers on PostgreSQL", "jobs/s", jobs4, "≥ 3,000", 3000, better="higher")
+            for w in workers[1:]:
+                w.terminate()
+            jobs1 = [job_throughput(web, SIZES["noop_jobs"] // 2) for _ in range(REPEATS)]
+            record("6. no-op jobs, one worker on PostgreSQL", "jobs/s", jobs1)
+        finally:
+            for w in workers:
+                w.terminate()
+            web.stop()
+            drop_database(db)
+
+    pool.close()
+    write_results(started)
+    print(f"\nwrote bench/RESULTS.md and bench/latency.png in {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

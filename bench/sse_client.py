@@ -1,0 +1,137 @@
+"""Load-side SSE clients for the benchmarks: many connections per process on plain asyncio
+streams (HTTP/1.0, so the body is the raw event stream), kept lean so the client is not what
+is measured. Runs in separate processes from the server."""
+import asyncio
+import json
+import re
+import time
+
+STAMP = re.compile(r"t=(\d+\.\d+)")
+
+
+async def open_stream(host: str, port: int, path: str, headers: dict | None = None):
+    reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
+    lines = [f"GET {path} HTTP/1.0", f"Host: {host}:{port}", "Accept: text/event-stream"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    status = await reader.readline()
+    if b" 200 " not in status:
+        writer.close()
+        raise ConnectionError(status.decode().strip() or "no answer")
+    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+        pass
+    return reader, writer
+
+
+async def events(reader):
+    """Yield (event name, id, data) per SSE event until the server ends the stream."""
+    name, event_id, data = None, None, []
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        line = line.rstrip(b"\r\n")
+        if not line:
+            if data:
+                yield name or "message", event_id, "\n".join(data)
+            name, data = None, []
+            continue
+        if line.startswith(b":"):
+            continue
+        field, _, value = line.decode().partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            name = value
+        elif field == "id":
+            event_id = value
+        elif field == "data":
+            data.append(value)
+
+
+def stamp_of(name: str, data: str) -> float | None:
+    """The handler's call time carried by a bench.pulse event (log message or stage)."""
+    match = STAMP.search(data)
+    return float(match.group(1)) if match else None
+
+
+async def _watch(host, port, path, headers, expect: int, deadline: float, counter: list, latencies: list,
+                 span: dict):
+    reader, writer = await open_stream(host, port, path, headers)
+    counter[0] += 1
+    try:
+        got = 0
+        async for name, _, data in _with_deadline(events(reader), deadline):
+            if name == "message" or name == "content_job.progress":
+                stamp = stamp_of(name, data)
+                if stamp is not None:
+                    now = time.time()
+                    latencies.append(now - stamp)
+                    span["first_stamp"] = min(span.get("first_stamp", stamp), stamp)
+                    span["last_recv"] = max(span.get("last_recv", now), now)
+                    got += 1
+                    if got >= expect:
+                        return got
+        return got
+    finally:
+        writer.close()
+
+
+async def _with_deadline(agen, deadline):
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        try:
+            item = await asyncio.wait_for(agen.__anext__(), remaining)
+        except (StopAsyncIteration, asyncio.TimeoutError):
+            return
+        yield item
+
+
+def watch_many(args: dict) -> dict:
+    """In a client process: `n` connections on `path`, each until `expect` stamped events."""
+    async def main():
+        counter, latencies, span = [0], [], {}
+        deadline = time.monotonic() + args["timeout"]
+        tasks = []
+        for _ in range(args["n"]):
+            tasks.append(asyncio.create_task(_watch(args["host"], args["port"], args["path"], args.get("headers"),
+                                                    args["expect"], deadline, counter, latencies, span)))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        received = [r for r in results if isinstance(r, int)]
+        errors = [repr(r) for r in results if not isinstance(r, int)]
+        return {"received": sum(received), "connected": counter[0], "errors": errors[:3], "error_count": len(errors),
+                "latencies": latencies, **span}
+
+    return asyncio.run(main())
+
+
+def hold_idle(args: dict) -> dict:
+    """In a client process: open `n` idle connections, report how long it took, hold them."""
+    async def main():
+        started = time.monotonic()
+        sem = asyncio.Semaphore(200)
+        writers, errors = [], 0
+
+        async def one():
+            nonlocal errors
+            async with sem:
+                try:
+                    writers.append(await open_stream(args["host"], args["port"], args["path"], args.get("headers")))
+                except Exception:
+                    errors += 1
+
+        await asyncio.gather(*(one() for _ in range(args["n"])))
+        connected_in = time.monotonic() - started
+        args["queue"].put({"connected": len(writers), "errors": errors, "seconds": connected_in})
+        while not args["release"].is_set():  # hold until the parent has measured
+            await asyncio.sleep(0.1)
+        for _, writer in writers:
+            writer.close()
+
+    asyncio.run(main())
+
+
+def parse_json(data: str) -> dict:
+    return json.loads(data)
