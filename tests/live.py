@@ -94,6 +94,9 @@ class LiveServer:
             # Its own database and channel prefix: parallel test servers never hear each other.
             env["DATABASE_URL"] = self.database_url
             env["NEXUS_CHANNEL_PREFIX"] = self.database_url.rsplit("/", 1)[1]
+        # One process that serves and runs jobs, on whatever engines the suite runs on; the
+        # cluster tests ask for web processes without a worker explicitly.
+        env["NEXUS_EMBEDDED_WORKER"] = "true"
         env.update(self.extra_env)
         return env
 

@@ -1,0 +1,183 @@
+"""The log stream over real HTTP, read by a real SSE client from a real server process."""
+import json
+import re
+from datetime import datetime
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+
+from tests.live import LiveServer
+from tests.sse_client import read_stream
+
+pytestmark = pytest.mark.live
+
+LOG_KEYS = ["event_id", "task_id", "event_message", "severity", "event_time"]
+EVENT_TIME = re.compile(r'"event_time":(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\}\}\n\n')
+
+
+@pytest.fixture
+def server(live_server_proc) -> LiveServer:
+    return live_server_proc
+
+
+def submit(api: httpx.Client, company_id: str, **params) -> dict:
+    response = api.post(f"/api/companies/{company_id}/content-jobs", json={"jobType": "demo.steps", "params": params})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def cancel(api: httpx.Client, job: dict) -> httpx.Response:
+    return api.post(f"/api/companies/{job['companyId']}/content-jobs/{job['jobId']}/cancel")
+
+
+def hold_worker(server: LiveServer, api: httpx.Client) -> dict:
+    """Keep the server's one embedded worker busy, so that jobs submitted meanwhile stay queued."""
+    blocker = submit(api, server.company(), steps=10000, delayMs=50)
+    server.wait_for_status(api, server.company(), blocker["jobId"], {"running"})
+    return blocker
+
+
+def release_worker(server: LiveServer, api: httpx.Client, blocker: dict) -> None:
+    cancel(api, blocker)
+    server.wait_for_status(api, server.company(), blocker["jobId"], {"cancelled"})
+
+
+def finished_job(server: LiveServer, steps: int) -> dict:
+    with server.client() as api:
+        job = submit(api, server.company(), steps=steps, delayMs=0)
+        return server.wait_for_status(api, server.company(), job["jobId"], {"done"})
+
+
+def raw_frames(server: LiveServer, url: str, **kwargs) -> tuple[httpx.Response, str, list[str]]:
+    """The response, its whole body, and its frames (each with its trailing blank line)."""
+    with httpx.Client(base_url=server.url, timeout=15) as client:
+        with client.stream("GET", url, **kwargs) as response:
+            body = "".join(response.iter_text())
+    frames = [frame + "\n\n" for frame in body.split("\n\n") if frame]
+    return response, body, frames
+
+
+def unix(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_log_stream_frame_is_exactly_id_and_data(server):
+    job = finished_job(server, steps=3)
+    response, body, frames = raw_frames(server, job["logsUrl"])
+    assert response.status_code == 200
+    assert response.headers["content-type"].split(";")[0] == "text/event-stream"
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    assert frames[0].startswith("retry: ")
+    assert "\nevent:" not in body and not body.startswith("event:")  # unnamed: EventSource.onmessage gets them
+
+    frame = frames[1]
+    match = EVENT_TIME.search(frame)
+    assert match, frame
+    event_time = match.group(1)
+    expected = (
+        f'id: 1\ndata: {{"log":{{"event_id":1,"task_id":"{job["jobId"]}","event_message":"step 1/3",'
+        f'"severity":"info","event_time":{event_time}}}}}\n\n'
+    )
+    assert frame == expected
+    assert unix(job["startedAt"]) - 1 <= float(event_time) <= unix(job["finishedAt"]) + 1
+
+    lines = [json.loads(f.split("\ndata: ", 1)[1], object_pairs_hook=list) for f in frames[1:]]
+    assert [pairs[0][0] for pairs in lines] == ["log"] * 4
+    assert all([key for key, _ in pairs[0][1]] == LOG_KEYS for pairs in lines)
+    assert [f.split("\n", 1)[0] for f in frames[1:]] == ["id: 1", "id: 2", "id: 3", "id: 4"]
+
+
+def test_log_line_has_the_same_bytes_live_and_replayed(server):
+    with server.client() as api:
+        blocker = hold_worker(server, api)
+        try:
+            job = submit(api, server.company(), steps=3, delayMs=100)
+            with httpx.Client(base_url=server.url, timeout=15) as client:
+                with client.stream("GET", job["logsUrl"]) as response:
+                    chunks = response.iter_text()
+                    live = next(chunks)  # the retry hint: the stream is open while the job is queued
+                    release_worker(server, api, blocker)
+                    live += "".join(chunks)
+        finally:
+            release_worker(server, api, blocker)
+    _, replayed, _ = raw_frames(server, job["logsUrl"])
+    assert [frame.split("\n", 1)[0] for frame in live.split("\n\n")[1:-1]] == ["id: 1", "id: 2", "id: 3", "id: 4"]
+    assert live == replayed
+
+
+def test_live_log_lines_arrive_in_order_and_the_stream_ends_after_the_job(server):
+    steps = 4
+    with server.client() as api:
+        blocker = hold_worker(server, api)
+        got = []
+        try:
+            job = submit(api, server.company(), steps=steps, delayMs=100)
+            with httpx.Client(base_url=server.url, timeout=15) as client:
+                with connect_sse(client, "GET", job["logsUrl"]) as source:
+                    for sse in source.iter_sse():
+                        if sse.retry is not None:
+                            # The stream is open before the job runs: every line arrives live.
+                            release_worker(server, api, blocker)
+                        if sse.data:
+                            got.append((sse.event, int(sse.id), sse.data))
+            # The server ended the response: by then the job is over.
+            assert api.get(f"/api/companies/{job['companyId']}/content-jobs/{job['jobId']}").json()["status"] == "done"
+        finally:
+            release_worker(server, api, blocker)
+    assert [event_id for _, event_id, _ in got] == list(range(1, steps + 2))
+    assert {name for name, _, _ in got} == {"message"}
+    logs = [json.loads(data)["log"] for _, _, data in got]
+    assert [line["event_message"] for line in logs] == [f"step {i}/{steps}" for i in range(1, steps + 1)] + ["finished"]
+    assert [line["severity"] for line in logs] == ["info"] * steps + ["success"]
+    assert [line["event_id"] for line in logs] == [event_id for _, event_id, _ in got]
+    assert {line["task_id"] for line in logs} == {job["jobId"]}
+    times = [line["event_time"] for line in logs]
+    assert times == sorted(times)
+
+
+def test_log_stream_resumes_after_last_event_id(server):
+    job = finished_job(server, steps=5)
+    everything = read_stream(server.url, job["logsUrl"], timeout=10)
+    assert everything.ended and everything.ids == [1, 2, 3, 4, 5, 6]
+    resumed = read_stream(server.url, job["logsUrl"], last_event_id="2", timeout=10)
+    assert resumed.ended
+    assert resumed.events == everything.events[2:]
+
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        response = client.get(job["logsUrl"], headers={"Last-Event-ID": "6"})
+    assert response.status_code == 204
+    assert response.content == b""
+
+
+def test_lines_appended_over_the_api_reach_a_watching_client_live(server):
+    company_id = server.company()
+    with server.client() as api:
+        job = submit(api, company_id, steps=10000, delayMs=50)
+        logs_api = f"/api/companies/{company_id}/content-jobs/{job['jobId']}/logs"
+        got = []
+        posted = None
+        try:
+            with httpx.Client(base_url=server.url, timeout=15) as client:
+                with connect_sse(client, "GET", job["logsUrl"]) as source:
+                    for sse in source.iter_sse():
+                        if not sse.data:
+                            continue
+                        got.append((int(sse.id), json.loads(sse.data)["log"]))
+                        if posted is None:
+                            response = api.post(logs_api, json={"event_message": "hello from outside", "severity": "warning"})
+                            assert response.status_code == 201, response.text
+                            posted = response.json()["results"][0]
+                        elif got[-1][1]["event_message"] == "hello from outside":
+                            # It arrived while the job still runs; now end the job, and so the stream.
+                            assert api.get(f"/api/companies/{company_id}/content-jobs/{job['jobId']}").json()["status"] == "running"
+                            assert cancel(api, job).status_code == 202
+        finally:
+            cancel(api, job)
+    ids = [event_id for event_id, _ in got]
+    assert ids == list(range(1, len(ids) + 1))
+    outside = [line for _, line in got if line["event_message"] == "hello from outside"]
+    assert outside == [posted]
+    assert outside[0]["severity"] == "warning"
+    assert got[-1][1]["event_message"] == "Cancelled at a checkpoint."
