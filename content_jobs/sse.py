@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.http import StreamingHttpResponse
 from django_eventstream.event import Event
 from django_eventstream.utils import sse_encode_event
@@ -88,15 +89,31 @@ def sse_response(content: AsyncIterator[str]) -> StreamingHttpResponse:
     return response
 
 
+def _read_after(channel: str, last_id: int) -> list[Event]:
+    out: list[Event] = []
+    try:
+        while True:
+            page = storage.get_events(channel, last_id, limit=PAGE)
+            out.extend(page)
+            if len(page) < PAGE:
+                return out
+            last_id = page[-1].id
+    finally:
+        connection.close()  # back to the pool: a stream holds no connection between reads
+
+
 async def read_after(channel: str, last_id: int) -> list[Event]:
     """Every stored event of `channel` after `last_id`, in order."""
-    out: list[Event] = []
-    while True:
-        page = await sync_to_async(storage.get_events)(channel, last_id, limit=PAGE)
-        out.extend(page)
-        if len(page) < PAGE:
-            return out
-        last_id = page[-1].id
+    return await sync_to_async(_read_after)(channel, last_id)
+
+
+def _close_connection() -> None:
+    connection.close()  # looked up in the thread that runs this, the request's
+
+
+async def release_connection() -> None:
+    """Hand this request's database connection back (after the checks before a stream starts)."""
+    await sync_to_async(_close_connection)()
 
 
 class Source:
@@ -157,6 +174,7 @@ async def run_stream(source: Source) -> AsyncIterator[str]:
     try:
         await asyncio.wrap_future(joining)
         frames = await source.opening()
+        await release_connection()
         yield f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
         keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
         while not source.finished:

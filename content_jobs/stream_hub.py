@@ -186,7 +186,9 @@ class StreamHub:
             logger.warning("could not leave group %s", group, exc_info=True)
 
     def stats(self) -> dict:
-        return {"groups": len(self._subscribers), "subscribers": sum(self._subscribers.values())}
+        """Groups joined for streams, and their subscribers (the workers' wake-up group aside)."""
+        streams = {g: n for g, n in self._subscribers.items() if g != WORKERS_GROUP}
+        return {"groups": len(streams), "subscribers": sum(streams.values())}
 
 
 hub = StreamHub()

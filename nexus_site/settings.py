@@ -107,14 +107,24 @@ DEFAULT_SQLITE = VAR_DIR / "nexus.sqlite3"
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{DEFAULT_SQLITE}",
-        # Persistent connections: a worker runs about three times the tasks a second on
-        # PostgreSQL with them than with a new connection per task. Each process holds one per
-        # thread that touches the database (the sync-view thread, the worker, its heartbeat),
-        # never one per stream: a waiting stream holds none.
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
-        conn_health_checks=True,
+        conn_max_age=0,
+        conn_health_checks=False,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A bounded pool per process (psycopg's): a worker runs about three times the tasks a
+    # second on reused connections than on a new one per task, and under ASGI every request
+    # (every stream) runs its queries in a thread of its own, so per-thread persistent
+    # connections would pile up. "Closing" a connection hands it back to the pool; a stream
+    # hands its connection back after every read, so a waiting stream holds none.
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {
+            "min_size": env_int("DATABASE_POOL_MIN", 2),
+            "max_size": env_int("DATABASE_POOL_MAX", 10),
+            "timeout": env_float("DATABASE_POOL_TIMEOUT", 30.0),
+        },
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker thread and the request handlers write at the same time: IMMEDIATE takes the
     # write lock when a transaction starts (no deadlocking lock upgrades), WAL lets readers

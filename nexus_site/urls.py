@@ -17,7 +17,7 @@ jobs = job_views.ContentJobViewSet
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("console/", include("content_jobs.console")),
-    path("healthz", job_views.healthz, name="healthz"),
+    re_path(rf"^healthz{S}$", job_views.healthz, name="healthz"),
     path("internal/stats", job_streams.stream_stats, name="stream-stats"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]), name="schema"),
