@@ -112,11 +112,13 @@ def test_retry_runs_the_job_again_as_attempt_2(api, jobs_url, worker):
     assert again.status == "failed"
     assert messages(failed.pk).count("step 1/2") == 2  # the second run wrote its own lines after the first's
 
-    cancelled_id = submit(api, jobs_url, "demo.steps", {"steps": 2, "delayMs": 0})
-    api.post(f"{jobs_url}/{cancelled_id}/cancel")
-    api.post(f"{jobs_url}/{cancelled_id}/retry")
+    cancelled_id = submit(api, jobs_url, "demo.steps", {"steps": 50, "delayMs": 20})
+    assert api.post(f"{jobs_url}/{cancelled_id}/cancel").status_code == 202
+    cancelled = wait_for_job(cancelled_id)  # at once if still queued, at a checkpoint if running
+    assert cancelled.status == "cancelled"
+    assert api.post(f"{jobs_url}/{cancelled_id}/retry").status_code == 202
     done = wait_for(lambda: (j := ContentJob.objects.get(pk=cancelled_id)).status == "done" and j)
-    assert done.attempt == 1  # cancelled while queued: its first run is this one
+    assert done.attempt == cancelled.attempt + 1
 
 
 def test_progress_bursts_are_coalesced_and_the_last_value_wins(api, jobs_url, worker, settings):
