@@ -53,20 +53,27 @@ async def find_job(company_id, job_id) -> ContentJob:
     return job
 
 
-async def authorize_job_stream(request, job: ContentJob) -> None:
+async def stream_credentials(request):
+    """Who asks, before anything is looked up (so no one learns whether a job exists): the user
+    of a token header or session, or None with a stream token still to check; 401 without any."""
+    if request.GET.get("token"):
+        return None
+    user = await request_user(request)
+    if user is None:
+        raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
+    return user
+
+
+async def authorize_job_stream(request, job: ContentJob, user) -> None:
     """A stream token for this job, or a user who is a member of the job's company."""
-    token = request.GET.get("token")
-    if token:
+    if user is None:
         try:
-            token_job_id = job_id_from_stream_token(token)
+            token_job_id = job_id_from_stream_token(request.GET["token"])
         except TokenError as exc:
             raise StreamError(401, exc.code, exc.message) from None
         if token_job_id != str(job.pk):
             raise StreamError(403, "token_wrong_job", "This stream token belongs to another job.")
         return
-    user = await request_user(request)
-    if user is None:
-        raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
     if not await Membership.objects.filter(user=user, company_id=job.company_id).aexists():
         raise StreamError(404, "not_found", "Not found.")
 
@@ -74,8 +81,9 @@ async def authorize_job_stream(request, job: ContentJob) -> None:
 async def job_events(request, company_id, job_id):
     try:
         cursor = parse_last_event_id(request)
+        user = await stream_credentials(request)
         job = await find_job(company_id, job_id)
-        await authorize_job_stream(request, job)
+        await authorize_job_stream(request, job, user)
     except StreamError as exc:
         return exc.response()
     if cursor is not None and job.is_terminal and cursor >= job.event_seq:

@@ -4,7 +4,7 @@ from django.http import HttpResponse
 from content_jobs import events
 from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob
 from content_jobs.sse import Source, StreamError, parse_last_event_id, run_stream, sse_response
-from content_jobs.streams import authorize_job_stream, parse_uuid_or_404
+from content_jobs.streams import authorize_job_stream, parse_uuid_or_404, stream_credentials
 
 from .models import LogLine
 
@@ -38,10 +38,11 @@ class JobLogLines(Source):
 async def log_stream(request, job_id):
     try:
         cursor = parse_last_event_id(request)
+        user = await stream_credentials(request)
         job = await ContentJob.objects.filter(pk=parse_uuid_or_404(job_id)).afirst()
         if job is None:
             raise StreamError(404, "not_found", "Not found.")
-        await authorize_job_stream(request, job)
+        await authorize_job_stream(request, job, user)
     except StreamError as exc:
         return exc.response()
     cursor = cursor or 0

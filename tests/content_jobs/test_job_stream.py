@@ -408,3 +408,13 @@ def test_clients_connecting_as_the_job_starts_miss_no_event(server):
         assert_consecutive(received.ids)  # a gap is a missed event
         last_ids.add(received.ids[-1])
     assert len(last_ids) == 1
+
+
+def test_without_credentials_a_missing_job_and_an_existing_one_both_answer_401(server, finished_jobs):
+    job = finished_jobs[0]
+    missing = "00000000-0000-0000-0000-000000000000"
+    for job_id in (job["jobId"], missing):
+        for path in (f"/api/companies/{server.company()}/content-jobs/{job_id}/events", f"/jobs/{job_id}/logs"):
+            response = httpx.get(server.url + path, timeout=10)
+            assert response.status_code == 401, (path, response.status_code)
+            assert response.json()["code"] == "not_authenticated"
