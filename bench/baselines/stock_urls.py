@@ -3,9 +3,11 @@ import time
 import django_eventstream
 from django.http import HttpResponse
 from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
 from django_eventstream import send_event
 
 
+@csrf_exempt
 def publish(request):
     """Send n events on channel `bench`, each stamped with the time of its send_event call."""
     n = int(request.GET.get("n", "1"))
