@@ -1,24 +1,31 @@
 """Jobs run through a real task worker thread, on the test database."""
+import json
 import time
 
 import pytest
+from django_tasks_db.models import DBTaskResult
 from rest_framework import serializers
 
 from content_jobs import registry, services
-from content_jobs.models import ContentJob, JobEvent
+from content_jobs import worker as worker_module
+from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob, JobEvent
+from content_jobs.runner import JobFailed, run_job
 from content_jobs.worker import EmbeddedWorker
 from job_logs.models import LogLine
 from tests.conftest import wait_for, wait_for_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+PROGRESS = "content_job.progress"
 
+
+# Job types of these tests only -----------------------------------------------------------
 class NoParams(registry.StrictParamsSerializer):
     pass
 
 
 class ProgressParams(registry.StrictParamsSerializer):
-    mode = serializers.ChoiceField(choices=["burst", "pause", "stages"])
+    mode = serializers.ChoiceField(choices=["burst", "burst_then_fail", "pause", "stages"])
 
 
 @registry.register("test.boom", params=NoParams)
@@ -27,16 +34,23 @@ def boom(ctx):
     raise ZeroDivisionError("the handler divided by zero")
 
 
+BURST_CALLS = 5000
+BURST_LAST = (BURST_CALLS - 1) / 50  # 99.98: not 100, so a done job's 100% cannot pass for it
+
+
 @registry.register("test.progress", params=ProgressParams)
 def progress_handler(ctx):
     mode = ctx.params["mode"]
-    if mode == "burst":
-        for i in range(1, 5001):
+    if mode.startswith("burst"):
+        for i in range(1, BURST_CALLS):
             ctx.progress(i / 50)
+        if mode == "burst_then_fail":
+            # Failing leaves the row's progress alone, so the row shows what the burst left.
+            raise JobFailed("stopped after the burst", code="burst_over")
     elif mode == "pause":
         ctx.progress(10)
-        ctx.progress(50)  # coalesced: waits for the timer
-        time.sleep(0.6)
+        ctx.progress(50)  # within 1/rate of the 10%: held back, for the timer to write
+        time.sleep(0.5)
         ctx.log("woke up")
     else:
         for i in range(20):
@@ -44,122 +58,234 @@ def progress_handler(ctx):
     return {}
 
 
+# Helpers -----------------------------------------------------------------------------------
+def lines(job_id) -> list[tuple[int, str, str]]:
+    """The job's log lines as (event_id, severity, message), oldest first."""
+    return list(
+        LogLine.objects.filter(job_id=job_id).order_by("event_id").values_list("event_id", "severity", "message")
+    )
+
+
 def messages(job_id) -> list[str]:
-    return list(LogLine.objects.filter(job_id=job_id).order_by("event_id").values_list("message", flat=True))
+    return [message for _, _, message in lines(job_id)]
 
 
-def submit(api, jobs_url, job_type, params):
+def events(job_id) -> list[JobEvent]:
+    return list(JobEvent.objects.filter(job_id=job_id).order_by("seq"))
+
+
+def payload(event: JobEvent) -> dict:
+    return json.loads(event.data)
+
+
+def submit(api, jobs_url, job_type, params) -> str:
     response = api.post(jobs_url, {"jobType": job_type, "params": params}, format="json")
     assert response.status_code == 202, response.content
+    assert response.json()["status"] == "queued"
     return response.json()["jobId"]
 
 
+def job_status(job_id) -> str:
+    return ContentJob.objects.values_list("status", flat=True).get(pk=job_id)
+
+
+# demo.steps ------------------------------------------------------------------------------
 def test_demo_steps_runs_to_done_with_its_lines_and_events(api, jobs_url, worker):
     job_id = submit(api, jobs_url, "demo.steps", {"steps": 4, "delayMs": 0})
     job = wait_for_job(job_id)
-    assert (job.status, job.progress, job.stage, job.result, job.attempt) == ("done", 100, "step 4/4", {"steps": 4}, 1)
-    assert messages(job_id) == ["step 1/4", "step 2/4", "step 3/4", "step 4/4", "finished"]
-    assert list(LogLine.objects.filter(job_id=job_id).order_by("event_id").values_list("event_id", flat=True)) == [1, 2, 3, 4, 5]
-    assert LogLine.objects.get(job_id=job_id, event_id=5).severity == "success"
-    types = list(JobEvent.objects.filter(job_id=job_id).order_by("seq").values_list("type", flat=True))
-    assert types[:2] == ["content_job.status", "content_job.running"]
-    assert types[-1] == "content_job.done" and types.count("content_job.done") == 1
-    assert set(types[2:-1]) == {"content_job.progress"}
+    assert (job.status, job.progress, job.stage, job.result, job.error, job.attempt) == (
+        "done", 100, "step 4/4", {"steps": 4}, None, 1,
+    )
+    assert lines(job_id) == [
+        (1, "info", "step 1/4"),
+        (2, "info", "step 2/4"),
+        (3, "info", "step 3/4"),
+        (4, "info", "step 4/4"),
+        (5, "success", "finished"),
+    ]
+
+    stored = events(job_id)
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))  # increasing, no holes
+    # Every step is a stage change, and stage changes are never coalesced: one event each.
+    assert [e.type for e in stored] == [
+        "content_job.status", "content_job.running", PROGRESS, PROGRESS, PROGRESS, PROGRESS, "content_job.done",
+    ]
+    assert [(payload(e)["progress"], payload(e)["stage"]) for e in stored if e.type == PROGRESS] == [
+        (25.0, "step 1/4"), (50.0, "step 2/4"), (75.0, "step 3/4"), (100.0, "step 4/4"),
+    ]
+    assert sum(e.is_terminal for e in stored) == 1
+    assert payload(stored[-1])["status"] == "done" and payload(stored[-1])["result"] == {"steps": 4}
+
+    body = api.get(f"{jobs_url}/{job_id}").json()
+    assert (body["status"], body["progress"], body["stage"], body["result"]) == ("done", 100.0, "step 4/4", {"steps": 4})
 
 
 def test_fail_at_fails_the_job_with_its_error(api, jobs_url, worker):
     job = wait_for_job(submit(api, jobs_url, "demo.steps", {"steps": 5, "failAt": 3, "delayMs": 0}))
-    assert job.status == "failed" and job.error["code"] == "step_failed"
-    assert messages(job.pk)[-1].startswith("step 3/5 failed")
-    assert LogLine.objects.filter(job=job, severity="error").count() == 1
+    assert job.status == "failed" and job.result is None
+    assert job.error == {"code": "step_failed", "message": "step 3/5 failed (failAt=3)"}
+    assert (job.progress, job.stage) == (40.0, "step 2/5")  # what the last good step reported
+    assert lines(job.pk) == [
+        (1, "info", "step 1/5"),
+        (2, "info", "step 2/5"),
+        (3, "error", "step 3/5 failed (failAt=3)"),
+    ]
+    terminal = [e for e in events(job.pk) if e.is_terminal]
+    assert [e.type for e in terminal] == ["content_job.failed"]
+    assert payload(terminal[0])["error"]["code"] == "step_failed"
 
 
+# A handler's bug ---------------------------------------------------------------------------
 def test_an_unexpected_exception_fails_the_job_with_handler_error_and_the_worker_goes_on(api, jobs_url, worker):
     job = wait_for_job(submit(api, jobs_url, "test.boom", {}))
     assert job.status == "failed"
     assert job.error["code"] == "handler_error"
     assert "ZeroDivisionError: the handler divided by zero" in job.error["message"]
-    error_line = LogLine.objects.get(job=job, severity="error")
-    assert "Traceback" in error_line.message and "ZeroDivisionError" in error_line.message
+    assert len(job.error["message"]) <= 300 and "Traceback" not in job.error["message"]  # short; trace in the log
+    (_, first_severity, first), (_, severity, trace) = lines(job.pk)
+    assert (first_severity, first) == ("info", "about to fail")
+    assert severity == "error"
+    assert trace.startswith("Traceback") and "ZeroDivisionError: the handler divided by zero" in trace
+    assert [e.type for e in events(job.pk) if e.is_terminal] == ["content_job.failed"]
+
+    # The same worker thread is alive and runs the next job.
+    assert worker.alive()
     after = wait_for_job(submit(api, jobs_url, "demo.steps", {"steps": 1, "delayMs": 0}))
     assert after.status == "done"
+    assert after.worker_id == job.worker_id == worker.worker_id
 
 
+# A job that is no longer queued ------------------------------------------------------------
 def test_the_run_task_skips_a_job_that_is_no_longer_queued(company):
-    from content_jobs.runner import run_job
-
-    job, _ = services.job_submit(company=company, job_type="demo.steps", params={})
+    job, _ = services.job_submit(company=company, job_type="demo.steps", params={"delayMs": 0})
     services.job_cancel(job=job)
     assert run_job(job.pk) is None
-    assert ContentJob.objects.get(pk=job.pk).attempt == 0
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.started_at) == ("cancelled", 0, None)
+    assert not LogLine.objects.filter(job=job).exists()
 
 
+def test_the_worker_runs_the_task_of_a_cancelled_job_without_starting_it(api, jobs_url, company, request):
+    job, _ = services.job_submit(company=company, job_type="demo.steps", params={"delayMs": 0})
+    task = next(t for t in DBTaskResult.objects.all() if t.args_kwargs["args"] == [str(job.pk)])
+    assert api.post(f"{jobs_url}/{job.pk}/cancel").json()["status"] == "cancelled"  # queued: at once
+
+    request.getfixturevalue("worker")  # only now is there a worker to run the task
+    wait_for(lambda: DBTaskResult.objects.successful().filter(pk=task.pk).exists())
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.started_at) == ("cancelled", 0, None)
+    assert [e.type for e in events(job.pk)] == ["content_job.status", "content_job.cancelled"]
+    assert not LogLine.objects.filter(job=job).exists()
+
+
+# Cancel ------------------------------------------------------------------------------------
 def test_cancel_of_a_running_job_stops_it_at_a_checkpoint(api, jobs_url, worker):
-    job_id = submit(api, jobs_url, "demo.steps", {"steps": 200, "delayMs": 20})
+    job_id = submit(api, jobs_url, "demo.steps", {"steps": 200, "delayMs": 50})
+    wait_for(lambda: LogLine.objects.filter(job_id=job_id).exists())
+    assert job_status(job_id) == "running"
+
+    response = api.post(f"{jobs_url}/{job_id}/cancel")
+    assert response.status_code == 202
+    assert (response.json()["status"], response.json()["cancelRequested"]) == ("running", True)
+
+    job = wait_for_job(job_id)
+    assert job.status == "cancelled" and job.result is None and job.progress < 100
+    *steps, (_, severity, last) = lines(job_id)
+    assert (severity, last) == ("warning", "Cancelled at a checkpoint.")
+    assert 1 <= len(steps) < 200
+    assert [message for _, _, message in steps] == [f"step {i}/200" for i in range(1, len(steps) + 1)]
+    assert [e.type for e in events(job_id) if e.is_terminal] == ["content_job.cancelled"]
+
+
+# Retry -------------------------------------------------------------------------------------
+def test_retry_of_a_failed_job_runs_it_again_as_attempt_2(api, jobs_url, worker):
+    failed = wait_for_job(submit(api, jobs_url, "demo.steps", {"steps": 2, "failAt": 2, "delayMs": 0}))
+    assert (failed.status, failed.attempt) == ("failed", 1)
+
+    response = api.post(f"{jobs_url}/{failed.pk}/retry")
+    assert response.status_code == 202
+    assert (response.json()["status"], response.json()["error"]) == ("queued", None)
+
+    again = wait_for(lambda: (j := ContentJob.objects.get(pk=failed.pk)).attempt == 2 and j.is_terminal and j)
+    assert again.status == "failed" and again.error["code"] == "step_failed"
+    # failAt is a param, so the second run fails the same way and logs its own lines after the first's.
+    one_run = [("info", "step 1/2"), ("error", "step 2/2 failed (failAt=2)")]
+    assert lines(failed.pk) == [(i, s, m) for i, (s, m) in enumerate(one_run * 2, start=1)]
+    stored = events(failed.pk)
+    assert [e.type for e in stored if e.type in TERMINAL_EVENT_TYPES | {"content_job.running"}] == [
+        "content_job.running", "content_job.failed", "content_job.running", "content_job.failed",
+    ]
+    assert [payload(e)["attempt"] for e in stored if e.type == "content_job.running"] == [1, 2]
+
+
+def test_retry_of_a_job_cancelled_while_running_runs_it_to_done_as_attempt_2(api, jobs_url, worker):
+    job_id = submit(api, jobs_url, "demo.steps", {"steps": 8, "delayMs": 50})
     wait_for(lambda: LogLine.objects.filter(job_id=job_id).exists())
     assert api.post(f"{jobs_url}/{job_id}/cancel").status_code == 202
-    job = wait_for_job(job_id)
-    assert job.status == "cancelled"
-    lines = messages(job_id)
-    assert lines[-1] == "Cancelled at a checkpoint."
-    assert "finished" not in lines and len(lines) < 200
+    cancelled = wait_for_job(job_id)
+    assert (cancelled.status, cancelled.attempt) == ("cancelled", 1)
+
+    response = api.post(f"{jobs_url}/{job_id}/retry")
+    assert response.status_code == 202
+    assert (response.json()["status"], response.json()["cancelRequested"]) == ("queued", False)
+
+    done = wait_for(lambda: (j := ContentJob.objects.get(pk=job_id)).attempt == 2 and j.is_terminal and j)
+    assert (done.status, done.attempt, done.result, done.progress) == ("done", 2, {"steps": 8}, 100.0)
+    assert messages(job_id)[-9:] == [f"step {i}/8" for i in range(1, 9)] + ["finished"]
+    assert api.post(f"{jobs_url}/{job_id}/retry").status_code == 409  # done is final
 
 
-def test_retry_runs_the_job_again_as_attempt_2(api, jobs_url, worker):
-    failed = wait_for_job(submit(api, jobs_url, "demo.steps", {"steps": 2, "failAt": 2, "delayMs": 0}))
-    assert api.post(f"{jobs_url}/{failed.pk}/retry").status_code == 202
-    again = wait_for(lambda: (j := ContentJob.objects.get(pk=failed.pk)).attempt == 2 and j.is_terminal and j)
-    assert again.status == "failed"
-    assert messages(failed.pk).count("step 1/2") == 2  # the second run wrote its own lines after the first's
-
-    cancelled_id = submit(api, jobs_url, "demo.steps", {"steps": 50, "delayMs": 20})
-    assert api.post(f"{jobs_url}/{cancelled_id}/cancel").status_code == 202
-    cancelled = wait_for_job(cancelled_id)  # at once if still queued, at a checkpoint if running
-    assert cancelled.status == "cancelled"
-    assert api.post(f"{jobs_url}/{cancelled_id}/retry").status_code == 202
-    done = wait_for(lambda: (j := ContentJob.objects.get(pk=cancelled_id)).status == "done" and j)
-    assert done.attempt == cancelled.attempt + 1
-
-
-def test_progress_bursts_are_coalesced_and_the_last_value_wins(api, jobs_url, worker, settings):
+# Progress coalescing -----------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["burst", "burst_then_fail"])
+def test_progress_bursts_are_coalesced_and_the_last_value_is_stored(api, jobs_url, worker, settings, mode):
     settings.NEXUS_PROGRESS_EVENTS_PER_SECOND = 10
-    started = time.monotonic()
-    job = wait_for_job(submit(api, jobs_url, "test.progress", {"mode": "burst"}))
-    elapsed = time.monotonic() - started
-    progress = JobEvent.objects.filter(job=job, type="content_job.progress")
-    assert 1 <= progress.count() <= elapsed * 10 + 2  # 5,000 calls, a handful of rows
-    import json
-
-    last = json.loads(progress.order_by("-seq").first().data)
-    assert last["progress"] == 100.0
-
-
-def test_a_coalesced_value_is_written_by_the_timer_while_the_handler_sleeps(api, jobs_url, worker):
-    job_id = submit(api, jobs_url, "test.progress", {"mode": "pause"})
-    # Before the handler woke up (and logged), 50% was already stored.
-    line_time = wait_for(lambda: LogLine.objects.filter(job_id=job_id).values_list("created_at", flat=True).first())
-    import json
-
-    fifty = [e for e in JobEvent.objects.filter(job_id=job_id, type="content_job.progress").order_by("seq")
-             if json.loads(e.data)["progress"] == 50.0]
-    assert fifty and fifty[0].created_at < line_time
-
-
-def test_stage_changes_are_never_coalesced(api, jobs_url, worker):
-    job = wait_for_job(submit(api, jobs_url, "test.progress", {"mode": "stages"}))
-    assert JobEvent.objects.filter(job=job, type="content_job.progress").count() == 20
-
-
-def test_a_submission_wakes_the_worker_at_once(transactional_db, api, jobs_url):
-    from content_jobs import worker as worker_module
-
-    slow = EmbeddedWorker(poll_seconds=30).start()
-    previous, worker_module._current = worker_module._current, slow
-    try:
-        time.sleep(0.2)  # the worker is asleep, for 30 s unless woken
-        job_id = submit(api, jobs_url, "demo.steps", {"steps": 1, "delayMs": 0})
-        job = wait_for_job(job_id, timeout=3)
+    job = wait_for_job(submit(api, jobs_url, "test.progress", {"mode": mode}))
+    duration = (job.finished_at - job.started_at).total_seconds()
+    progress = [e for e in events(job.pk) if e.type == PROGRESS]
+    assert 1 <= len(progress) <= duration * 10 + 2, (len(progress), duration)  # 4,999 calls, a handful of rows
+    assert payload(progress[-1])["progress"] == BURST_LAST
+    if mode == "burst_then_fail":
+        assert (job.status, job.progress) == ("failed", BURST_LAST)
+    else:
         assert job.status == "done"
+
+
+def test_a_held_back_value_is_written_by_the_timer_while_the_handler_sleeps(api, jobs_url, worker, settings):
+    settings.NEXUS_PROGRESS_EVENTS_PER_SECOND = 10
+    job = wait_for_job(submit(api, jobs_url, "test.progress", {"mode": "pause"}))
+    woke = LogLine.objects.get(job=job, message="woke up")
+    fifty = [e for e in events(job.pk) if e.type == PROGRESS and payload(e)["progress"] == 50.0]
+    assert len(fifty) == 1
+    # Stored before the handler woke: no later call of the handler carried it, the timer did.
+    assert fifty[0].created_at < woke.created_at
+
+
+def test_stage_changes_are_never_coalesced(api, jobs_url, worker, settings):
+    settings.NEXUS_PROGRESS_EVENTS_PER_SECOND = 10  # 20 calls in a few ms would otherwise be 2 rows
+    job = wait_for_job(submit(api, jobs_url, "test.progress", {"mode": "stages"}))
+    progress = [payload(e) for e in events(job.pk) if e.type == PROGRESS]
+    assert [(p["progress"], p["stage"]) for p in progress] == [(float(i), f"stage {i}") for i in range(20)]
+
+
+# Waking the worker -------------------------------------------------------------------------
+def test_a_submission_wakes_the_sleeping_worker_at_once(api, jobs_url):
+    slow = EmbeddedWorker(poll_seconds=30).start(reaper=False)
+    previous, worker_module._current = worker_module._current, None
+    try:
+        # Let its first (empty) batch end: from then on it sleeps 30 s unless woken.
+        time.sleep(0.2)
+        wait_for(lambda: slow._batch is None)
+
+        # Control: a submission that wakes nobody stays queued, so polling is not what runs jobs here.
+        unheard = submit(api, jobs_url, "demo.steps", {"steps": 1, "delayMs": 0})
+        time.sleep(1.0)
+        assert job_status(unheard) == "queued"
+
+        worker_module._current = slow  # now a submission in this process reaches the worker
+        heard = submit(api, jobs_url, "demo.steps", {"steps": 1, "delayMs": 0})
+        wait_for(lambda: job_status(heard) != "queued", timeout=2.5)
+        assert wait_for_job(heard, timeout=5).status == "done"
+        assert wait_for_job(unheard, timeout=5).status == "done"  # the woken batch runs every ready task
     finally:
         worker_module._current = previous
         slow.stop()
