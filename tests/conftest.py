@@ -121,3 +121,9 @@ def live_server_proc(tmp_path_factory):
 
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@pytest.fixture
+def server(live_server_proc) -> LiveServer:
+    """The shared live server (modules that need a server of their own define `server` themselves)."""
+    return live_server_proc

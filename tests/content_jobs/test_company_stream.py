@@ -7,21 +7,11 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from tests.streams import submit
 from tests.live import LiveServer
 from tests.sse_client import Received, read_stream
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-def server(live_server_proc) -> LiveServer:
-    return live_server_proc
-
-
-def submit(api: httpx.Client, company_id: str, **params) -> dict:
-    response = api.post(f"/api/companies/{company_id}/content-jobs", json={"jobType": "demo.steps", "params": params})
-    assert response.status_code == 202, response.text
-    return response.json()
 
 
 def company_events_path(company_id: str) -> str:

@@ -9,38 +9,12 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse, connect_sse
 
+from tests.streams import submit, cancel, hold_worker, release_worker
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.live
 
 RESOURCES = ("listeners", "groups", "subscribers", "tasks", "threads", "openFds")
-
-
-@pytest.fixture
-def server(live_server_proc) -> LiveServer:
-    return live_server_proc
-
-
-def submit(api: httpx.Client, company_id: str, **params) -> dict:
-    response = api.post(f"/api/companies/{company_id}/content-jobs", json={"jobType": "demo.steps", "params": params})
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def cancel(api: httpx.Client, job: dict) -> httpx.Response:
-    return api.post(f"/api/companies/{job['companyId']}/content-jobs/{job['jobId']}/cancel")
-
-
-def hold_worker(server: LiveServer, api: httpx.Client) -> dict:
-    """Keep the server's one embedded worker busy, so that jobs submitted meanwhile stay queued."""
-    blocker = submit(api, server.company(), steps=10000, delayMs=50)
-    server.wait_for_status(api, server.company(), blocker["jobId"], {"running"})
-    return blocker
-
-
-def release_worker(server: LiveServer, api: httpx.Client, blocker: dict) -> None:
-    cancel(api, blocker)
-    server.wait_for_status(api, server.company(), blocker["jobId"], {"cancelled"})
 
 
 def without_urls(job: dict) -> dict:

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from tests.streams import submit, cancel, hold_worker, release_worker
 from tests.live import LiveServer
 from tests.sse_client import read_stream
 
@@ -14,33 +15,6 @@ pytestmark = pytest.mark.live
 
 LOG_KEYS = ["event_id", "task_id", "event_message", "severity", "event_time"]
 EVENT_TIME = re.compile(r'"event_time":(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\}\}\n\n')
-
-
-@pytest.fixture
-def server(live_server_proc) -> LiveServer:
-    return live_server_proc
-
-
-def submit(api: httpx.Client, company_id: str, **params) -> dict:
-    response = api.post(f"/api/companies/{company_id}/content-jobs", json={"jobType": "demo.steps", "params": params})
-    assert response.status_code == 202, response.text
-    return response.json()
-
-
-def cancel(api: httpx.Client, job: dict) -> httpx.Response:
-    return api.post(f"/api/companies/{job['companyId']}/content-jobs/{job['jobId']}/cancel")
-
-
-def hold_worker(server: LiveServer, api: httpx.Client) -> dict:
-    """Keep the server's one embedded worker busy, so that jobs submitted meanwhile stay queued."""
-    blocker = submit(api, server.company(), steps=10000, delayMs=50)
-    server.wait_for_status(api, server.company(), blocker["jobId"], {"running"})
-    return blocker
-
-
-def release_worker(server: LiveServer, api: httpx.Client, blocker: dict) -> None:
-    cancel(api, blocker)
-    server.wait_for_status(api, server.company(), blocker["jobId"], {"cancelled"})
 
 
 def finished_job(server: LiveServer, steps: int) -> dict:
