@@ -171,7 +171,11 @@ if REDIS_URL:
             # here (every event is stored; a stream reads what it missed), and pub/sub delivers
             # about six times the messages at a quarter of the latency.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("NEXUS_CHANNEL_PREFIX", "nexus")},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                # Parallel test workers each get their own prefix, so no one hears another's events.
+                "prefix": os.environ.get("NEXUS_CHANNEL_PREFIX", "nexus") + os.environ.get("PYTEST_XDIST_WORKER", ""),
+            },
         }
     }
 else:

@@ -130,10 +130,12 @@ def test_clients_of_a_killed_web_process_resume_on_the_other_without_missing_any
     victim = cluster.a.spawn("serve", "--port", str(port), name="victim-web")
     wait_until(lambda: _healthy(f"http://127.0.0.1:{port}"), timeout=20)
     results: list[tuple[Received, Received]] = []
+    firsts: list[Received] = []
 
     def client(kind: str):
         path = job["logsUrl"] if kind == "logs" else job["eventsUrl"]
         first = Received()
+        firsts.append(first)
         try:
             read_stream(f"http://127.0.0.1:{port}", path, into=first, timeout=30)
         except (httpx.HTTPError, OSError):
@@ -144,7 +146,7 @@ def test_clients_of_a_killed_web_process_resume_on_the_other_without_missing_any
     threads = [threading.Thread(target=client, args=(kind,)) for kind in ("logs", "events") * 5]
     for t in threads:
         t.start()
-    wait_until(lambda: len(log_lines(cluster.a, job["jobId"])) >= 5)
+    wait_until(lambda: len(firsts) == 10 and all(f.events for f in firsts))  # every client is streaming
     victim.send_signal(signal.SIGKILL)
     victim.wait(10)
     for t in threads:
