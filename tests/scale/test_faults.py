@@ -8,6 +8,7 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import wait_for
 from tests.live import free_port
 from tests.sse_client import Received, read_stream
 
@@ -33,14 +34,7 @@ def log_lines(server, job_id) -> list[dict]:
 
 
 def wait_until(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval)
+    return wait_for(predicate, timeout=timeout, interval=interval)
 
 
 def test_job_of_a_killed_worker_completes_on_another_with_every_committed_line_once(fresh_workers):
