@@ -1,5 +1,7 @@
 """Django admin for operators: jobs (read-only, with the latest log lines and a live tail),
 companies and memberships. Cancel and retry go through the services, like every write."""
+import uuid
+
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -83,11 +85,17 @@ class ContentJobAdmin(admin.ModelAdmin):
         )
 
     def get_search_results(self, request, queryset, search_term):
+        # `queryset` already carries the list filters: the id match is OR-ed within them.
+        filtered = queryset
         queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip().lower()
-        if len(term) >= 4 and all(c in "0123456789abcdef-" for c in term):
-            # A job id, or the start of one as the list shows it.
-            queryset = queryset | self.get_queryset(request).filter(id__startswith=term)
+        try:
+            # A whole job id, with or without hyphens.
+            queryset = queryset | filtered.filter(pk=uuid.UUID(term))
+        except ValueError:
+            if len(term) >= 4 and all(c in "0123456789abcdef-" for c in term):
+                # The start of a job id, as the list shows it.
+                queryset = queryset | filtered.filter(id__startswith=term)
         return queryset, may_have_duplicates
 
     def has_add_permission(self, request) -> bool:

@@ -1,3 +1,4 @@
+"""Django admin for operators: a job's log lines, read-only."""
 from django.contrib import admin
 
 from .models import LogLine
@@ -26,3 +27,6 @@ class LogLineAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # read-only: operators view; cancel and retry are actions
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # lines go with their job (job deletion, prune_jobs), never one by one

@@ -1,14 +1,18 @@
-"""Provisioning and operations commands, as an operator runs them."""
+"""Provisioning and operations commands, as an operator (or a script) runs them."""
+import uuid
 from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from content_jobs.models import Company, Membership
 
 pytestmark = pytest.mark.django_db
+
+User = get_user_model()
 
 
 def run(*args) -> str:
@@ -17,47 +21,119 @@ def run(*args) -> str:
     return out.getvalue()
 
 
-def test_create_company_prints_the_id_alone_and_again_for_the_same_slug():
-    first = run("create_company", "acme", "--name", "Acme Inc.")
+# create_company
+
+
+def test_create_company_prints_the_new_company_id_alone():
+    output = run("create_company", "acme")
     company = Company.objects.get()
-    assert first == f"{company.id}\n"
-    assert company.name == "Acme Inc."
-    assert run("create_company", "acme") == first
-    assert Company.objects.count() == 1
+    assert output == f"{company.id}\n"
+    assert uuid.UUID(output.strip()) == company.id
+    assert company.slug == "acme" and company.name == "acme"
 
 
-def test_create_company_refuses_an_invalid_slug():
+def test_create_company_again_for_the_same_slug_prints_the_same_id_and_creates_nothing():
+    first = run("create_company", "acme", "--name", "Acme Inc.")
+    second = run("create_company", "acme", "--name", "Something Else")
+    assert second == first
+    company = Company.objects.get()
+    assert first == f"{company.id}\n" and company.name == "Acme Inc."
+
+
+def test_create_company_name_option_sets_the_name():
+    company_id = run("create_company", "globex", "--name", "Globex Corporation").strip()
+    assert Company.objects.get(pk=company_id).name == "Globex Corporation"
+
+
+@pytest.mark.parametrize("slug", ["Not A Slug", "UPPER", "with/slash", "", "a" * 101])
+def test_create_company_refuses_an_invalid_slug(slug):
     with pytest.raises(CommandError):
-        run("create_company", "Not A Slug")
-    assert Company.objects.count() == 0
+        run("create_company", slug)
+    assert not Company.objects.exists()
 
 
-def test_add_member_creates_the_user_and_is_safe_to_run_twice():
+# add_member
+
+
+def test_add_member_with_create_user_creates_the_user_and_a_member_membership():
     run("create_company", "acme")
     run("add_member", "acme", "alice", "--create-user")
-    run("add_member", "acme", "alice", "--role", "viewer")
+    user = User.objects.get(username="alice")
     membership = Membership.objects.get()
-    assert membership.user.username == "alice" and membership.role == "viewer"
+    assert (membership.user, membership.company.slug, membership.role) == (user, "acme", "member")
 
 
-@pytest.mark.parametrize("args", [("nope", "alice", "--create-user"), ("acme", "ghost")])
-def test_add_member_needs_a_known_company_and_user(args):
+def test_add_member_role_option_sets_the_role_of_an_existing_user():
+    run("create_company", "acme")
+    User.objects.create_user(username="victor")
+    run("add_member", "acme", "victor", "--role", "viewer")
+    assert Membership.objects.get(user__username="victor").role == "viewer"
+    assert User.objects.count() == 1
+
+
+def test_add_member_twice_keeps_one_membership_and_updates_its_role():
+    run("create_company", "acme")
+    run("add_member", "acme", "alice", "--create-user")
+    run("add_member", "acme", "alice", "--create-user", "--role", "viewer")
+    assert User.objects.filter(username="alice").count() == 1
+    assert list(Membership.objects.values_list("user__username", "role")) == [("alice", "viewer")]
+    run("add_member", "acme", "alice")
+    assert list(Membership.objects.values_list("user__username", "role")) == [("alice", "member")]
+
+
+def test_add_member_of_an_unknown_company_is_an_error_and_creates_nobody():
+    run("create_company", "acme")
+    with pytest.raises(CommandError, match="nope"):
+        run("add_member", "nope", "alice", "--create-user")
+    assert not Membership.objects.exists() and not User.objects.exists()
+
+
+def test_add_member_of_an_unknown_user_without_create_user_is_an_error():
+    run("create_company", "acme")
+    with pytest.raises(CommandError, match="ghost"):
+        run("add_member", "acme", "ghost")
+    assert not Membership.objects.exists() and not User.objects.exists()
+
+
+def test_add_member_refuses_an_unknown_role():
     run("create_company", "acme")
     with pytest.raises(CommandError):
-        run("add_member", *args)
-    assert Membership.objects.count() == 0
+        run("add_member", "acme", "alice", "--create-user", "--role", "owner")
+    assert not Membership.objects.exists()
 
 
-def test_issue_token_prints_the_same_token_that_authenticates_the_api():
+# issue_token
+
+
+def test_issue_token_prints_the_token_alone_and_the_same_token_again():
+    User.objects.create_user(username="alice")
+    output = run("issue_token", "alice")
+    token = Token.objects.get(user__username="alice")
+    assert output == f"{token.key}\n"
+    assert run("issue_token", "alice") == output
+    assert Token.objects.count() == 1
+
+
+def test_issued_token_authenticates_an_api_request():
     company_id = run("create_company", "acme").strip()
     run("add_member", "acme", "alice", "--create-user")
-    token = run("issue_token", "alice").strip()
-    assert len(token) == 40 and run("issue_token", "alice").strip() == token
+    key = run("issue_token", "alice").strip()
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    assert client.get(f"/api/companies/{company_id}/content-jobs").status_code == 200
-    with pytest.raises(CommandError):
+    assert client.get(f"/api/companies/{company_id}/content-jobs").status_code == 401
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    response = client.get(f"/api/companies/{company_id}/content-jobs")
+    assert response.status_code == 200
+    client.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)  # a token nobody was issued
+    assert client.get(f"/api/companies/{company_id}/content-jobs").status_code == 401
+
+
+def test_issue_token_for_an_unknown_user_is_an_error():
+    with pytest.raises(CommandError, match="nobody"):
         run("issue_token", "nobody")
+    assert not Token.objects.exists()
+
+
+# Operations
 
 
 def test_reap_and_prune_commands_report_what_they_did(company):

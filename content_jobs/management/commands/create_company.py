@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default=None)
 
     def handle(self, *args, slug, name, **options):
-        if slugify(slug) != slug:
+        if not slug or len(slug) > Company._meta.get_field("slug").max_length or slugify(slug) != slug:
             raise CommandError(f"{slug!r} is not a valid slug (lowercase letters, digits, - and _)")
         company, _ = Company.objects.get_or_create(slug=slug, defaults={"name": name or slug})
         self.stdout.write(str(company.id))
