@@ -9,6 +9,7 @@ minimal Node SSE broadcaster (this machine's ceiling), and django-eventstream as
 Timings are reported, never asserted.
 """
 import asyncio
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -348,6 +349,41 @@ def start(cmd: list[str], env=None, log=None) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
+def alternative_servers(pool, web) -> None:
+    """The same web process under daphne (what `serve` runs) and under uvicorn (uvloop,
+    httptools), side by side on the cluster's database, Redis and workers."""
+    port = free_port()
+    proc = start([sys.executable, "-m", "uvicorn", "nexus_site.asgi:application", "--host", "127.0.0.1",
+                  "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                  "--backlog", "4096", "--log-level", "warning"], env=web.env())
+    wait_port(port)
+    uvicorn_web = dataclasses.replace(web, port=port, proc=proc)
+    n, burst = SIZES["subscribers"], SIZES["burst"]
+    headers = {"Authorization": f"Token {web.data['token_alice']}"}
+    try:
+        for label, server in (("daphne", web), ("uvicorn", uvicorn_web)):
+            lat = [latency_run(pool, server, 1) for _ in range(REPEATS)]
+            record(f"alt. {label} web process: event latency (cluster), p50", "ms",
+                   [pct(r["latencies"], 50) * 1000 for r in lat])
+            idle = [idle_run(server.proc.pid, server.port, f"/api/companies/{server.company()}/events", SIZES["idle"],
+                             headers) for _ in range(REPEATS)]
+            record(f"alt. {label} web process: time to connect {SIZES['idle']:,} clients", "s",
+                   [r["seconds"] for r in idle])
+            record(f"alt. {label} web process: memory per idle subscriber", "KiB", [r["kib_per_conn"] for r in idle])
+            fan = []
+            for _ in range(REPEATS):
+                job = submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log",
+                                                     "startDelayMs": int(2000 + n * 4)})
+                fan.append(fanout_run(pool, server.port, job["logsUrl"], n, burst, trigger=lambda: None, timeout=120))
+                wait_done(server, job["jobId"])
+            record(f"alt. {label} web process: fan-out, {n} subscribers", "deliveries/s", [r["rate"] for r in fan])
+            sub = [submit_throughput(server, SIZES["submit_seconds"]) for _ in range(REPEATS)]
+            record(f"alt. {label} web process: submit throughput, 32 clients", "POST/s", [x[0] for x in sub])
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
 # The run -----------------------------------------------------------------------------------------
 def main() -> None:
     started = time.time()
@@ -516,6 +552,7 @@ def main() -> None:
                    better="higher")
             jobs4 = [job_throughput(web, SIZES["noop_jobs"]) for _ in range(REPEATS)]
             record("6. no-op jobs, four workers on PostgreSQL", "jobs/s", jobs4, "≥ 3,000", 3000, better="higher")
+            alternative_servers(pool, web)
             for w in workers[1:]:
                 w.terminate()
             jobs1 = [job_throughput(web, SIZES["noop_jobs"] // 2) for _ in range(REPEATS)]

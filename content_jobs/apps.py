@@ -16,3 +16,6 @@ class ContentJobsConfig(AppConfig):
         for module in settings.NEXUS_JOB_TYPE_MODULES:
             import_module(module)  # more job types, registered on import
         from . import receivers  # noqa: F401  connects the signal receivers
+        from .fanout import install
+
+        install()  # the listener manager that the hub hands events to

@@ -7,7 +7,7 @@ it to subscribers is sent on commit.
 import json
 from functools import partial
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .models import Company, ContentJob, JobEvent
@@ -28,18 +28,17 @@ def encode(data) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
+def record_job_event(job: ContentJob, event_type: str, *, new: bool = False) -> JobEvent:
     """Store the job's current state as its next stream event; publish it after commit.
 
     The caller holds the job's row lock (select_for_update), which orders a job's events; the
-    company's row lock, taken here, orders the company's events.
+    company's row, updated here, orders the company's events (the update locks it until
+    commit). `new`: the job was inserted in this transaction with event_seq 1, this event's.
     """
-    job.event_seq += 1
-    ContentJob.objects.filter(pk=job.pk).update(event_seq=job.event_seq)
-    company_seq = (
-        Company.objects.select_for_update().filter(pk=job.company_id).values_list("event_seq", flat=True).get() + 1
-    )
-    Company.objects.filter(pk=job.company_id).update(event_seq=company_seq)
+    if not new:
+        job.event_seq += 1
+        ContentJob.objects.filter(pk=job.pk).update(event_seq=job.event_seq)
+    company_seq = next_company_seq(job.company_id)
     event = JobEvent.objects.create(
         job_id=job.pk,
         company_id=job.company_id,
@@ -53,6 +52,18 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
         partial(job_changed.send, sender=ContentJob, job_id=job.pk, company_id=job.company_id, event=event)
     )
     return event
+
+
+def next_company_seq(company_id) -> int:
+    """Add one to the company's event counter and return it, in one statement (the row stays
+    locked until the transaction ends, so the company's events commit in order)."""
+    table = Company._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(table)} SET event_seq = event_seq + 1 WHERE id = %s RETURNING event_seq",
+            [Company._meta.pk.get_db_prep_value(company_id, connection)],
+        )
+        return cursor.fetchone()[0]
 
 
 # Channels and groups -----------------------------------------------------------------------

@@ -63,6 +63,7 @@ class JobContext:
         self._last_write = 0.0
         self._pending: tuple[float, str | None] | None = None
         self._timer: threading.Timer | None = None
+        self._timer_generation = 0
         self._stage = job.stage
 
     # Progress ---------------------------------------------------------------------------
@@ -73,35 +74,45 @@ class JobContext:
                 self._stage = stage
             wait = self._min_interval - (time.monotonic() - self._last_write)
             if stage_changed or wait <= 0:
+                self._drop_timer()  # this write carries the newest value: the timer has nothing to do
                 self._write(pct, stage)
                 return
             if self._pending is not None:
                 PROGRESS_COALESCED.inc()  # the waiting value is replaced by a newer one
             self._pending = (pct, stage)
             if self._timer is None:
-                self._timer = threading.Timer(wait, self._flush_from_timer)
+                self._timer_generation += 1
+                self._timer = threading.Timer(wait, self._flush_from_timer, args=(self._timer_generation,))
                 self._timer.daemon = True
                 self._timer.start()
 
+    def _drop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()  # too late if it fired already: its generation is stale then
+            self._timer = None
+            self._timer_generation += 1
+
     def cancel_timer(self) -> None:
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._drop_timer()
 
     def flush(self) -> None:
         """Write a coalesced progress value that is still waiting."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._drop_timer()
             if self._pending is not None:
                 pct, stage = self._pending
                 self._write(pct, stage)
 
-    def _flush_from_timer(self) -> None:
+    def _flush_from_timer(self, generation: int) -> None:
         try:
-            self.flush()
+            with self._lock:
+                if generation != self._timer_generation:
+                    return  # a write since it was set carried the value
+                self._timer = None
+                if self._pending is not None:
+                    pct, stage = self._pending
+                    self._write(pct, stage)
         except LeaseLost:
             pass  # the handler's next call says so to the run
         finally:

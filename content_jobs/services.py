@@ -30,6 +30,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 def _enqueue_run(job_id) -> None:
+    """Store the job's run task in the current transaction: it commits (or rolls back) with the
+    job's change, in one commit; the workers are woken after the commit (receivers.py)."""
     # Imported here: the tasks module imports the runner, which imports this module.
     from .tasks import run_content_job
 
@@ -136,9 +138,10 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
         created_by=by if getattr(by, "pk", None) else None,
         created_at=now,
         updated_at=now,
+        event_seq=1,  # its first event, stored just below
     )
-    events.record_job_event(job, events.STATUS)
-    transaction.on_commit(partial(_enqueue_run, job.pk))
+    events.record_job_event(job, events.STATUS, new=True)
+    _enqueue_run(job.pk)
     return job
 
 
@@ -252,7 +255,7 @@ def job_retry(*, job: ContentJob, by=None) -> ContentJob:
         started_at=None,
         finished_at=None,
     )
-    transaction.on_commit(partial(_enqueue_run, job.pk))
+    _enqueue_run(job.pk)
     return job
 
 
@@ -315,7 +318,7 @@ def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
                     severity="warning",
                 )
                 _move(job, S.QUEUED, event_type=events.STATUS, lease_expires_at=None, worker_id="")
-                transaction.on_commit(partial(_enqueue_run, job.pk))
+                _enqueue_run(job.pk)
             else:
                 message = (
                     f"Attempt {job.attempt} lost: {worker} stopped renewing its lease, "

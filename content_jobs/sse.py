@@ -49,9 +49,15 @@ def unnamed_frame(event_id: int, data: str) -> str:
 
 
 def frame_for(event: Event) -> str:
-    if event.type is None:
-        return unnamed_frame(event.id, event.data)
-    return named_frame(event.type, event.id, event.data)
+    """The SSE frame of a stored or live event, encoded once however many streams send it."""
+    frame = getattr(event, "frame", None)
+    if frame is None:
+        if event.type is None:
+            frame = unnamed_frame(event.id, event.data)
+        else:
+            frame = named_frame(event.type, event.id, event.data)
+        event.frame = frame
+    return frame
 
 
 def parse_last_event_id(request) -> int | None:
@@ -99,7 +105,9 @@ def _read_after(channel: str, last_id: int) -> list[Event]:
                 return out
             last_id = page[-1].id
     finally:
-        connection.close()  # back to the pool: a stream holds no connection between reads
+        # PostgreSQL: back to the pool, so a waiting stream holds no connection. SQLite: kept
+        # by the request thread (see nexus_site.asgi_handler).
+        connection.close_if_unusable_or_obsolete()
 
 
 async def read_after(channel: str, last_id: int) -> list[Event]:
@@ -108,7 +116,7 @@ async def read_after(channel: str, last_id: int) -> list[Event]:
 
 
 def _close_connection() -> None:
-    connection.close()  # looked up in the thread that runs this, the request's
+    connection.close_if_unusable_or_obsolete()  # looked up in the thread that runs this, the request's
 
 
 async def release_connection() -> None:

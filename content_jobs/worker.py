@@ -81,7 +81,7 @@ class EmbeddedWorker:
                 except Exception:
                     logger.warning("reaper pass failed", exc_info=True)
                 finally:
-                    close_old_connections()
+                    connections.close_all()  # a pass every few seconds holds no connection between
         finally:
             connections.close_all()
 

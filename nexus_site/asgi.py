@@ -1,10 +1,14 @@
 """ASGI entry point: daphne serves this application."""
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "nexus_site.settings")
-# Build the Django app (and so load every app) before importing anything that touches models.
-django_asgi_app = get_asgi_application()
+# Set Django up (and so load every app) before importing anything that touches models.
+django.setup(set_prefix=False)
 
-application = django_asgi_app
+from django.conf import settings  # noqa: E402
+
+from .asgi_handler import NexusASGIHandler  # noqa: E402
+
+application = NexusASGIHandler(threads=settings.NEXUS_REQUEST_THREADS)

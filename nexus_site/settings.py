@@ -69,16 +69,18 @@ INSTALLED_APPS = [
     "job_logs",
 ]
 
+# Django's stock middleware, run on the event loop rather than through a thread each (see
+# nexus_site.middleware): a stream connection or an API call makes no hand-off for them.
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
+    "nexus_site.middleware.SecurityMiddleware",
     "nexus_site.static_files.StaticFilesMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "nexus_site.middleware.SessionMiddleware",
+    "nexus_site.middleware.CommonMiddleware",
+    "nexus_site.middleware.CsrfViewMiddleware",
+    "nexus_site.middleware.AuthenticationMiddleware",
+    "nexus_site.middleware.MessageMiddleware",
+    "nexus_site.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "nexus_site.urls"
@@ -113,10 +115,10 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A bounded pool per process (psycopg's): a worker runs about three times the tasks a
-    # second on reused connections than on a new one per task, and under ASGI every request
-    # (every stream) runs its queries in a thread of its own, so per-thread persistent
-    # connections would pile up. "Closing" a connection hands it back to the pool; a stream
-    # hands its connection back after every read, so a waiting stream holds none.
+    # second on reused connections than on a new one per task. Requests run on a fixed set of
+    # threads (nexus_site.asgi_handler) and the worker, reaper and heartbeat threads have their
+    # own; "closing" a connection hands it back to the pool, and a stream hands its connection
+    # back after every read, so a waiting stream holds none.
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),
         "pool": {
@@ -129,7 +131,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker thread and the request handlers write at the same time: IMMEDIATE takes the
     # write lock when a transaction starts (no deadlocking lock upgrades), WAL lets readers
     # go on while one writes, and the busy timeout waits for the lock instead of failing.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Connections are kept: requests run on a fixed set of threads (nexus_site.asgi_handler),
+    # so there is one connection per thread, opened once.
+    DATABASES["default"]["CONN_MAX_AGE"] = None
+    # Writers of this process queue for SQLite's write lock instead of sleeping in its busy
+    # handler (see nexus_site.sqlite.base).
+    DATABASES["default"]["ENGINE"] = "nexus_site.sqlite"
     DATABASES["default"]["OPTIONS"] = {
         "transaction_mode": "IMMEDIATE",
         "timeout": 30,
@@ -193,6 +200,10 @@ else:
 EVENTSTREAM_STORAGE_CLASS = "content_jobs.stream_storage.ProjectStorage"
 EVENTSTREAM_CHANNELMANAGER_CLASS = "content_jobs.stream_storage.ProjectChannelManager"
 NEXUS_SSE_KEEPALIVE_SECONDS = env_float("NEXUS_SSE_KEEPALIVE_SECONDS", 15.0)
+# Threads for the synchronous part of requests (views, the ORM); streams hold none while waiting.
+NEXUS_REQUEST_THREADS = env_int("NEXUS_REQUEST_THREADS", 8)
+# Events a stream may have waiting in memory; past that it reads them from storage instead.
+NEXUS_SSE_QUEUE_EVENTS = env_int("NEXUS_SSE_QUEUE_EVENTS", 10_000)
 NEXUS_SSE_RETRY_MS = env_int("NEXUS_SSE_RETRY_MS", 2000)
 NEXUS_INTERNAL_STATS = env_bool("NEXUS_INTERNAL_STATS", False)
 # /metrics answers requests from these networks, or with `Authorization: Bearer <token>`.

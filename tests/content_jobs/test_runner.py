@@ -26,7 +26,7 @@ class NoParams(registry.StrictParamsSerializer):
 
 
 class ProgressParams(registry.StrictParamsSerializer):
-    mode = serializers.ChoiceField(choices=["burst", "burst_then_fail", "pause", "stages"])
+    mode = serializers.ChoiceField(choices=["burst", "burst_then_fail", "pause", "stages", "sustained"])
 
 
 @registry.register("test.boom", params=NoParams)
@@ -48,6 +48,13 @@ def progress_handler(ctx):
         if mode == "burst_then_fail":
             # Failing leaves the row's progress alone, so the row shows what the burst left.
             raise JobFailed("stopped after the burst", code="burst_over")
+    elif mode == "sustained":
+        # Calls all along, for 1.5 s: the rate must hold however the calls and the timer meet.
+        end = time.monotonic() + 1.5
+        i = 0
+        while time.monotonic() < end:
+            i += 1
+            ctx.progress(min(99.0, i / 1000))
     elif mode == "pause":
         ctx.progress(10)
         ctx.progress(50)  # within 1/rate of the 10%: held back, for the timer to write
@@ -249,6 +256,17 @@ def test_progress_bursts_are_coalesced_and_the_last_value_is_stored(api, jobs_ur
         assert (job.status, job.progress) == ("failed", BURST_LAST)
     else:
         assert job.status == "done"
+
+
+def test_progress_called_all_along_is_written_at_most_at_the_rate(api, jobs_url, worker, settings):
+    settings.NEXUS_PROGRESS_EVENTS_PER_SECOND = 10
+    job = wait_for_job(submit(api, jobs_url, "test.progress", {"mode": "sustained"}))
+    assert job.status == "done"
+    duration = (job.finished_at - job.started_at).total_seconds()
+    progress = [e for e in events(job.pk) if e.type == PROGRESS]
+    # One write per 1/rate at most, the first one at once (the timer and a due call never
+    # both write the same tick).
+    assert 5 <= len(progress) <= duration * 10 + 1, (len(progress), duration)
 
 
 def test_a_held_back_value_is_written_by_the_timer_while_the_handler_sleeps(api, jobs_url, worker, settings):

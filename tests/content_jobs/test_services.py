@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
-from content_jobs import events, services
+from content_jobs import events, services, worker
 from content_jobs.errors import IdempotencyConflict, InvalidParams, InvalidTransition, LeaseLost, UnknownJobType
 from content_jobs.models import Company, ContentJob, JobEvent
 from content_jobs.representation import job_representation
@@ -257,7 +257,7 @@ def test_a_retry_of_a_job_another_caller_already_retried_is_refused(company, dja
             services.job_retry(job=stale)
     assert (refused.value.current, refused.value.target) == (S.QUEUED, S.QUEUED)
     assert callbacks == []
-    assert DBTaskResult.objects.count() == 1  # one run queued, not two
+    assert DBTaskResult.objects.count() == 2  # the first run, and one more: not two more
     assert event_types(stale) == ["content_job.status", "content_job.running", "content_job.failed", "content_job.status"]
 
 
@@ -566,22 +566,40 @@ def test_job_changed_waits_for_the_real_commit(company, job_changed_calls):
 
 
 # Enqueueing ------------------------------------------------------------------------------
-def test_submit_enqueues_the_run_task_on_commit(company, django_capture_on_commit_callbacks):
+def test_submit_stores_the_run_task_with_the_job_and_wakes_the_workers_on_commit(
+    company, django_capture_on_commit_callbacks, monkeypatch
+):
+    woken = []
+    monkeypatch.setattr(worker, "wake", lambda: woken.append("wake"))
     with django_capture_on_commit_callbacks(execute=True):
         job, _ = submit(company)
-        assert DBTaskResult.objects.count() == 0  # not before commit
+        assert DBTaskResult.objects.count() == 1  # in the job's own transaction
+        assert woken == []  # a worker woken now would not see it yet
+    assert woken == ["wake"]
     task = DBTaskResult.objects.get()
     assert task.args_kwargs == {"args": [str(job.pk)], "kwargs": {}}
     assert task.task_path == RUN_TASK
     assert task.status == "READY"
 
 
-def test_retry_enqueues_another_run_on_commit(company, django_capture_on_commit_callbacks):
+def test_a_rolled_back_submit_leaves_neither_job_nor_task(company, django_capture_on_commit_callbacks, monkeypatch):
+    woken = []
+    monkeypatch.setattr(worker, "wake", lambda: woken.append("wake"))
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                submit(company)
+                raise RuntimeError("the caller's transaction fails")
+    assert (ContentJob.objects.count(), JobEvent.objects.count(), DBTaskResult.objects.count()) == (0, 0, 0)
+    assert woken == []
+
+
+def test_retry_enqueues_another_run_with_the_change(company, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         job = job_in(company, S.FAILED)
     with django_capture_on_commit_callbacks(execute=True):
         services.job_retry(job=job)
-        assert DBTaskResult.objects.count() == 1
+        assert DBTaskResult.objects.count() == 2
     assert [t.args_kwargs["args"] for t in DBTaskResult.objects.all()] == [[str(job.pk)], [str(job.pk)]]
 
 
@@ -770,7 +788,7 @@ def test_the_reaper_queues_a_job_with_attempts_left_again(company, settings, dja
     row = reload(job)
     assert (row.status, row.attempt, row.worker_id, row.lease_expires_at) == (S.QUEUED, 1, "", None)
     assert event_types(job)[-1] == "content_job.status"
-    assert [task.args_kwargs["args"] for task in DBTaskResult.objects.all()] == [[str(job.pk)]]
+    assert [task.args_kwargs["args"] for task in DBTaskResult.objects.all()] == [[str(job.pk)]] * 2  # first run, requeue
     assert services.job_start(job_id=job.pk).attempt == 2
 
 

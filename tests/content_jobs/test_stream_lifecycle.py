@@ -162,6 +162,9 @@ def test_slow_subscriber_catches_up_and_does_not_delay_the_others(server):
 # Disconnects --------------------------------------------------------------------------------
 
 
+REQUEST_THREADS = 8  # NEXUS_REQUEST_THREADS, the default
+
+
 def cycle(client: httpx.Client, url: str) -> str:
     """Open a stream, read its first event, and go away while the stream is live."""
     with connect_sse(client, "GET", url) as source:
@@ -188,8 +191,11 @@ def test_a_thousand_disconnects_leave_nothing_behind(server):
         warm = submit(api, server.company(), steps=1, delayMs=0)
         warm = server.wait_for_status(api, server.company(), warm["jobId"], {"done"})
         with httpx.Client(base_url=server.url, timeout=10) as client:
-            for url in (warm["eventsUrl"], warm["logsUrl"]):
-                cycle(client, url)
+            # Requests take turns on the server's request threads, and each thread keeps its
+            # SQLite connection once opened: give every thread a turn.
+            for _ in range(2 * REQUEST_THREADS):
+                for url in (warm["eventsUrl"], warm["logsUrl"]):
+                    cycle(client, url)
         idle = steady_stats(api)
         assert idle["listeners"] == 0 and idle["subscribers"] == 0 and idle["groups"] == 0, idle
 
@@ -237,11 +243,14 @@ def test_a_thousand_disconnects_leave_nothing_behind(server):
         finally:
             cancel(api, job)
         server.wait_for_status(api, server.company(), job["jobId"], {"cancelled"})
-        # File descriptors are compared once the job is over: SQLite defers closing a connection's
-        # file while another connection of the process (the running job's) holds a lock on it,
-        # and reuses those descriptors; they close when the last lock goes.
+        # File descriptors are compared once the job is over. SQLite defers closing a closed
+        # connection's file while another connection of the process holds a lock on it (the
+        # request threads keep theirs open, in WAL mode) and reuses it for the next one opened;
+        # the background threads open and close theirs, so one or two such files may be
+        # pending. A leak per stream would be a thousand.
         after = wait_until_equal(api, idle, RESOURCES)
-        assert after == idle, (idle, after)
+        assert {k: v for k, v in after.items() if k != "openFds"} == {k: idle[k] for k in RESOURCES if k != "openFds"}
+        assert idle["openFds"] <= after["openFds"] <= idle["openFds"] + 3, (idle, after)
 
     # No stream outlived its client until daphne had to kill it.
     log = server.log_path.read_bytes()[log_start:].decode(errors="replace")

@@ -1,0 +1,59 @@
+"""Hands each event the hub hears to the streams of this process that listen to its channel.
+
+A subclass of django-eventstream's ListenerManager (its listeners, its lock, its per-channel
+queues) that does the fan-out in two steps instead of one wake-up per listener:
+- on the hub's thread, the listeners of the event's channel are grouped by the event loop they
+  run on, and each loop gets one `call_soon_threadsafe` for the whole group (stock
+  django-eventstream makes one cross-thread wake-up, one write to the loop's self-pipe, per
+  listener and event);
+- on that loop, the event is queued for each listener and its asyncio event set: a plain
+  in-loop call.
+A listener may hold NEXUS_SSE_QUEUE_EVENTS events (stock: 10); past that it is marked
+`overflow` and its stream reads the missed events from storage.
+"""
+from collections import defaultdict
+
+from django.conf import settings
+from django_eventstream import views as eventstream_views
+from django_eventstream.views import ListenerManager
+
+
+class FanoutManager(ListenerManager):
+    def __init__(self, max_pending: int):
+        super().__init__()
+        self.max_pending = max_pending
+
+    def add_to_queues(self, channel, event):
+        with self.lock:
+            listeners = self.listeners_by_channel.get(channel)
+            if not listeners:
+                return
+            by_loop = defaultdict(list)
+            for listener in listeners:
+                by_loop[listener.loop].append(listener)
+        for loop, group in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._enqueue, channel, event, group)
+            except RuntimeError:
+                pass  # that loop is closed: its streams are gone
+
+    def _enqueue(self, channel, event, listeners) -> None:
+        limit = self.max_pending
+        with self.lock:
+            for listener in listeners:
+                items = listener.channel_items.get(channel)
+                if items is None:
+                    listener.channel_items[channel] = [event]
+                elif len(items) < limit:
+                    items.append(event)
+                else:
+                    listener.overflow = True
+                listener.aevent.set()
+
+
+def install() -> FanoutManager:
+    """Make this the process's listener manager (django-eventstream's get_listener_manager)."""
+    manager = eventstream_views.listener_manager
+    if not isinstance(manager, FanoutManager):
+        manager = eventstream_views.listener_manager = FanoutManager(settings.NEXUS_SSE_QUEUE_EVENTS)
+    return manager
