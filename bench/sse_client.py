@@ -90,14 +90,16 @@ async def _with_deadline(agen, deadline):
 
 
 def watch_many(args: dict) -> dict:
-    """In a client process: `n` connections on `path`, each until `expect` stamped events."""
+    """In a client process: `n` connections on `path` (or on each of `paths`), each until
+    `expect` stamped events."""
     async def main():
         counter, latencies, span = [0], [], {}
         deadline = time.monotonic() + args["timeout"]
         tasks = []
-        for _ in range(args["n"]):
-            tasks.append(asyncio.create_task(_watch(args["host"], args["port"], args["path"], args.get("headers"),
-                                                    args["expect"], deadline, counter, latencies, span)))
+        for path in args.get("paths") or [args["path"]]:  # `n` connections on each path
+            for _ in range(args["n"]):
+                tasks.append(asyncio.create_task(_watch(args["host"], args["port"], path, args.get("headers"),
+                                                        args["expect"], deadline, counter, latencies, span)))
         results = await asyncio.gather(*tasks, return_exceptions=True)
         received = [r for r in results if isinstance(r, int)]
         errors = [repr(r) for r in results if not isinstance(r, int)]

@@ -8,10 +8,9 @@ when no field is to blame).
 """
 import logging
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 
 from .errors import DomainError
 from .parsers import PayloadTooLarge

@@ -28,14 +28,15 @@ def encode(data) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-def record_job_event(job: ContentJob, event_type: str, *, new: bool = False) -> JobEvent:
+def record_job_event(job: ContentJob, event_type: str, *, seq_saved: bool = False) -> JobEvent:
     """Store the job's current state as its next stream event; publish it after commit.
 
     The caller holds the job's row lock (select_for_update), which orders a job's events; the
     company's row, updated here, orders the company's events (the update locks it until
-    commit). `new`: the job was inserted in this transaction with event_seq 1, this event's.
+    commit). `seq_saved`: the caller has numbered this event in `job.event_seq` and saved it
+    with the job's change (one statement less).
     """
-    if not new:
+    if not seq_saved:
         job.event_seq += 1
         ContentJob.objects.filter(pk=job.pk).update(event_seq=job.event_seq)
     company_seq = next_company_seq(job.company_id)

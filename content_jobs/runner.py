@@ -163,35 +163,74 @@ class JobContext:
         return entry
 
 
-class Heartbeat:
-    """Renews a running attempt's lease every NEXUS_HEARTBEAT_SECONDS from a thread of its own,
-    so a handler busy in one long call keeps its job; tells the context when the lease is gone."""
+class LeaseKeeper:
+    """Renews the leases of this process's running attempts every NEXUS_HEARTBEAT_SECONDS, from
+    one thread for all of them (so a handler busy in one long call keeps its job, and a short
+    job costs no thread of its own); tells a context when its lease is gone."""
 
-    def __init__(self, ctx: JobContext):
-        self.ctx = ctx
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"nexus-heartbeat-{ctx.job_id}", daemon=True)
+    TICK = 0.25  # how soon a changed heartbeat setting or a new job is taken into account
 
-    def __enter__(self) -> "Heartbeat":
-        self._thread.start()
-        return self
+    def __init__(self):
+        self._held: dict[int, list] = {}  # id(ctx) -> [ctx, when its next renewal is due]
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+    def hold(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._held[id(ctx)] = [ctx, time.monotonic() + settings.NEXUS_HEARTBEAT_SECONDS]
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="nexus-lease-keeper", daemon=True)
+                self._thread.start()
+            idle = len(self._held) == 1
+        if idle:
+            self._wake.set()  # it sleeps while it holds nothing
+
+    def drop(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._held.pop(id(ctx), None)
 
     def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            with self._lock:
+                held = [list(entry) for entry in self._held.values()]
+            if not held:
+                self._wake.wait()
+                continue
+            now = time.monotonic()
+            renewed = False
+            for ctx, due in held:
+                if due <= now:
+                    self._renew(ctx)
+                    renewed = True
+            if renewed:
+                connection.close()  # no connection held between beats
+            with self._lock:
+                upcoming = [due for _, due in self._held.values()]
+            if upcoming:
+                self._wake.wait(max(0.0, min(min(upcoming) - time.monotonic(), self.TICK)))
+
+    def _renew(self, ctx: JobContext) -> None:
+        interval = settings.NEXUS_HEARTBEAT_SECONDS
         try:
-            while not self._stop.wait(settings.NEXUS_HEARTBEAT_SECONDS):
-                try:
-                    if not services.job_heartbeat(job_id=self.ctx.job_id, attempt=self.ctx.attempt):
-                        self.ctx.lease_lost = True
-                        return
-                except Exception:
-                    # A database hiccup: try again at the next beat; the lease has room for it.
-                    logger.warning("heartbeat of job %s failed", self.ctx.job_id, exc_info=True)
-        finally:
-            connection.close()
+            held = services.job_heartbeat(job_id=ctx.job_id, attempt=ctx.attempt)
+        except Exception:
+            # A database hiccup: try again at the next beat; the lease has room for it.
+            logger.warning("heartbeat of job %s failed", ctx.job_id, exc_info=True)
+            held = True
+        with self._lock:
+            entry = self._held.get(id(ctx))
+            if entry is None:
+                return  # the run ended meanwhile
+            if not held:
+                ctx.lease_lost = True
+                del self._held[id(ctx)]
+            else:
+                entry[1] = time.monotonic() + interval
+
+
+lease_keeper = LeaseKeeper()
 
 
 def run_job(job_id, *, worker_id: str = "") -> ContentJob | None:
@@ -201,14 +240,15 @@ def run_job(job_id, *, worker_id: str = "") -> ContentJob | None:
         logger.info("job %s is not queued any more; skipped", job_id)
         return None
     ctx = JobContext(job)
+    lease_keeper.hold(ctx)
     try:
-        with Heartbeat(ctx):
-            return _run_handler(ctx)
+        return _run_handler(ctx)
     except LeaseLost:
         # Another attempt owns the job now (or it was failed as lost): write nothing more.
         logger.warning("job %s attempt %s lost its lease; its run is abandoned", job_id, ctx.attempt)
         return None
     finally:
+        lease_keeper.drop(ctx)
         ctx.cancel_timer()
 
 

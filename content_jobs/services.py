@@ -6,7 +6,6 @@ announced (signal, enqueue) only after the transaction commits.
 import hashlib
 import json
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -49,8 +48,9 @@ def _move(job: ContentJob, target: str, *, event_type: str | None = None, **fiel
         job.finished_at = now
     for name, value in fields.items():
         setattr(job, name, value)
-    job.save(update_fields=["status", "updated_at", "finished_at", *fields])
-    events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS.get(target, events.STATUS))
+    job.event_seq += 1  # the number of the event stored below, saved with the change
+    job.save(update_fields=["status", "updated_at", "finished_at", "event_seq", *fields])
+    events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS.get(target, events.STATUS), seq_saved=True)
     return job
 
 
@@ -140,7 +140,7 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
         updated_at=now,
         event_seq=1,  # its first event, stored just below
     )
-    events.record_job_event(job, events.STATUS, new=True)
+    events.record_job_event(job, events.STATUS, seq_saved=True)
     _enqueue_run(job.pk)
     return job
 
@@ -194,8 +194,9 @@ def job_report_progress(
     if stage is not None:
         job.stage = stage[:255]
     job.updated_at = timezone.now()
-    job.save(update_fields=["progress", "stage", "updated_at"])
-    events.record_job_event(job, events.PROGRESS)
+    job.event_seq += 1
+    job.save(update_fields=["progress", "stage", "updated_at", "event_seq"])
+    events.record_job_event(job, events.PROGRESS, seq_saved=True)
     return job
 
 
@@ -233,8 +234,9 @@ def job_cancel(*, job: ContentJob, by=None) -> ContentJob:
     if not job.cancel_requested:
         job.cancel_requested = True
         job.updated_at = timezone.now()
-        job.save(update_fields=["cancel_requested", "updated_at"])
-        events.record_job_event(job, events.PROGRESS)
+        job.event_seq += 1
+        job.save(update_fields=["cancel_requested", "updated_at", "event_seq"])
+        events.record_job_event(job, events.PROGRESS, seq_saved=True)
     return job
 
 

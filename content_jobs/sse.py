@@ -73,19 +73,39 @@ def parse_last_event_id(request) -> int | None:
     return value
 
 
-async def request_user(request):
-    """The user of an `Authorization: Token` header or a session; None when there is neither."""
+def request_user(request):
+    """The user of an `Authorization: Token` header or a session; None when there is neither.
+    Synchronous: call it in the request's thread (see in_thread)."""
     header = request.headers.get("Authorization", "")
     if header:
         keyword, _, key = header.partition(" ")
         if keyword != "Token" or not key.strip():
             raise StreamError(401, "authentication_failed", "Invalid Authorization header.")
-        token = await Token.objects.select_related("user").filter(key=key.strip()).afirst()
+        token = Token.objects.select_related("user").filter(key=key.strip()).first()
         if token is None or not token.user.is_active:
             raise StreamError(401, "authentication_failed", "Invalid token.")
         return token.user
-    user = await request.auser()
+    user = request.user
     return user if user.is_authenticated else None
+
+
+def _closing(fn, *args):
+    try:
+        return fn(*args)
+    finally:
+        # PostgreSQL: back to the pool, so a waiting stream holds no connection. SQLite: kept
+        # by the request thread (see nexus_site.asgi_handler). Never inside a transaction (a
+        # test's): closing would end it.
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+
+
+async def in_thread(fn, *args):
+    """Run `fn`, database work, in the request's thread in one go, and hand the connection back.
+
+    A stream's checks and reads are each one such call: every hand-off between the event loop
+    and a thread costs more than the queries themselves."""
+    return await sync_to_async(_closing)(fn, *args)
 
 
 def sse_response(content: AsyncIterator[str]) -> StreamingHttpResponse:
@@ -95,33 +115,15 @@ def sse_response(content: AsyncIterator[str]) -> StreamingHttpResponse:
     return response
 
 
-def _read_after(channel: str, last_id: int) -> list[Event]:
+def read_after(channel: str, last_id: int) -> list[Event]:
+    """Every stored event of `channel` after `last_id`, in order (in the request's thread)."""
     out: list[Event] = []
-    try:
-        while True:
-            page = storage.get_events(channel, last_id, limit=PAGE)
-            out.extend(page)
-            if len(page) < PAGE:
-                return out
-            last_id = page[-1].id
-    finally:
-        # PostgreSQL: back to the pool, so a waiting stream holds no connection. SQLite: kept
-        # by the request thread (see nexus_site.asgi_handler).
-        connection.close_if_unusable_or_obsolete()
-
-
-async def read_after(channel: str, last_id: int) -> list[Event]:
-    """Every stored event of `channel` after `last_id`, in order."""
-    return await sync_to_async(_read_after)(channel, last_id)
-
-
-def _close_connection() -> None:
-    connection.close_if_unusable_or_obsolete()  # looked up in the thread that runs this, the request's
-
-
-async def release_connection() -> None:
-    """Hand this request's database connection back (after the checks before a stream starts)."""
-    await sync_to_async(_close_connection)()
+    while True:
+        page = storage.get_events(channel, last_id, limit=PAGE)
+        out.extend(page)
+        if len(page) < PAGE:
+            return out
+        last_id = page[-1].id
 
 
 class Source:
@@ -139,11 +141,19 @@ class Source:
         self.cursor = cursor
         self.finished = False
 
+    def open(self) -> list[str]:
+        """The first frames, read once the stream listens (in the request's thread)."""
+        return self.read_new()
+
+    def read_new(self) -> list[str]:
+        """The frames of the stored events after the cursor (in the request's thread)."""
+        return [self.accept(event) for event in read_after(self.channel, self.cursor) if not self.finished]
+
     async def opening(self) -> list[str]:
-        return await self.catch_up()
+        return await in_thread(self.open)
 
     async def catch_up(self) -> list[str]:
-        return [self.accept(event) for event in await read_after(self.channel, self.cursor) if not self.finished]
+        return await in_thread(self.read_new)
 
     def accept(self, event: Event) -> str:
         self.cursor = event.id
@@ -182,7 +192,6 @@ async def run_stream(source: Source) -> AsyncIterator[str]:
     try:
         await asyncio.wrap_future(joining)
         frames = await source.opening()
-        await release_connection()
         yield f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
         keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
         while not source.finished:

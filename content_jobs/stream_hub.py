@@ -115,7 +115,9 @@ class StreamHub:
 
     async def _rejoin(self) -> None:
         """After a layer outage, join every group again (a restarted Redis forgot them)."""
-        for group in list(self._subscribers):
+        with self._lock:
+            groups = list(self._subscribers)
+        for group in groups:
             try:
                 await self.layer.group_add(group, self.channel_name)
             except Exception:
@@ -140,7 +142,16 @@ class StreamHub:
     def subscribe(self, group: str) -> concurrent.futures.Future:
         """Make this process hear `group`. The returned future is done once the layer joined
         it; pass it to release() when the subscriber is gone, whatever became of it."""
-        return asyncio.run_coroutine_threadsafe(self._join(group), self.start())
+        loop = self.start()
+        with self._lock:
+            joined = self._joined.get(group)
+            if joined is not None and joined.done() and not joined.cancelled() and joined.exception() is None:
+                # Joined already (another subscriber of the process): no trip to the hub's thread.
+                self._subscribers[group] += 1
+                done = concurrent.futures.Future()
+                done.set_result(None)
+                return done
+        return asyncio.run_coroutine_threadsafe(self._join(group), loop)
 
     def release(self, group: str, joining: concurrent.futures.Future) -> None:
         """One subscriber of `group` is gone; the last one makes the process leave the group.
@@ -158,22 +169,24 @@ class StreamHub:
 
     async def _join(self, group: str) -> None:
         await self._ready
-        self._subscribers[group] += 1
-        try:
+        with self._lock:  # the counts are also changed by subscribe(), on other threads
+            self._subscribers[group] += 1
             joined = self._joined.get(group)
             if joined is None:
                 joined = self._joined[group] = asyncio.ensure_future(self.layer.group_add(group, self.channel_name))
+        try:
             await asyncio.shield(joined)
         except BaseException:
             self._release(group)
             raise
 
     def _release(self, group: str) -> None:
-        self._subscribers[group] -= 1
-        if self._subscribers[group] > 0:
-            return
-        del self._subscribers[group]
-        joined = self._joined.pop(group, None)
+        with self._lock:
+            self._subscribers[group] -= 1
+            if self._subscribers[group] > 0:
+                return
+            del self._subscribers[group]
+            joined = self._joined.pop(group, None)
         if joined is not None:
             self.loop.create_task(self._leave(group, joined))
 
@@ -187,7 +200,8 @@ class StreamHub:
 
     def stats(self) -> dict:
         """Groups joined for streams, and their subscribers (the workers' wake-up group aside)."""
-        streams = {g: n for g, n in self._subscribers.items() if g != WORKERS_GROUP}
+        with self._lock:
+            streams = {g: n for g, n in self._subscribers.items() if g != WORKERS_GROUP}
         return {"groups": len(streams), "subscribers": sum(streams.values())}
 
 

@@ -4,7 +4,16 @@ from django.http import HttpResponse
 from . import events
 from .models import TERMINAL_EVENT_TYPES, Company, ContentJob, Membership
 from .representation import job_representation
-from .sse import Source, StreamError, named_frame, parse_last_event_id, request_user, run_stream, sse_response
+from .sse import (
+    Source,
+    StreamError,
+    in_thread,
+    named_frame,
+    parse_last_event_id,
+    request_user,
+    run_stream,
+    sse_response,
+)
 from .tenancy import parse_uuid
 from .tokens import TokenError, job_id_from_stream_token
 
@@ -20,12 +29,12 @@ class JobEvents(Source):
         self.group = events.job_group(job.pk)
         self.listen = {self.channel}
 
-    async def opening(self) -> list[str]:
+    def open(self) -> list[str]:
         if not self.fresh:
-            return await self.catch_up()
+            return self.read_new()
         # A new client first gets the job as it is now, numbered as the latest stored event,
         # so that a reconnect resumes right after it.
-        job = await ContentJob.objects.aget(pk=self.job.pk)
+        job = ContentJob.objects.get(pk=self.job.pk)
         self.cursor = job.event_seq
         self.finished = job.is_terminal
         return [named_frame(events.STATUS, job.event_seq, events.encode(job_representation(job)))]
@@ -46,25 +55,26 @@ class CompanyEvents(Source):
         self.listen = {self.channel}
 
 
-async def find_job(company_id, job_id) -> ContentJob:
-    job = await ContentJob.objects.filter(pk=parse_uuid_or_404(job_id), company_id=parse_uuid_or_404(company_id)).afirst()
+# The checks before a stream starts run in the request's thread, in one go (see in_thread).
+def find_job(company_id, job_id) -> ContentJob:
+    job = ContentJob.objects.filter(pk=parse_uuid_or_404(job_id), company_id=parse_uuid_or_404(company_id)).first()
     if job is None:
         raise StreamError(404, "not_found", "Not found.")
     return job
 
 
-async def stream_credentials(request):
+def stream_credentials(request):
     """Who asks, before anything is looked up (so no one learns whether a job exists): the user
     of a token header or session, or None with a stream token still to check; 401 without any."""
     if request.GET.get("token"):
         return None
-    user = await request_user(request)
+    user = request_user(request)
     if user is None:
         raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
     return user
 
 
-async def authorize_job_stream(request, job: ContentJob, user) -> None:
+def authorize_job_stream(request, job: ContentJob, user) -> None:
     """A stream token for this job, or a user who is a member of the job's company."""
     if user is None:
         try:
@@ -74,16 +84,21 @@ async def authorize_job_stream(request, job: ContentJob, user) -> None:
         if token_job_id != str(job.pk):
             raise StreamError(403, "token_wrong_job", "This stream token belongs to another job.")
         return
-    if not await Membership.objects.filter(user=user, company_id=job.company_id).aexists():
+    if not Membership.objects.filter(user=user, company_id=job.company_id).exists():
         raise StreamError(404, "not_found", "Not found.")
+
+
+def job_stream_access(request, company_id, job_id) -> ContentJob:
+    user = stream_credentials(request)
+    job = find_job(company_id, job_id)
+    authorize_job_stream(request, job, user)
+    return job
 
 
 async def job_events(request, company_id, job_id):
     try:
         cursor = parse_last_event_id(request)
-        user = await stream_credentials(request)
-        job = await find_job(company_id, job_id)
-        await authorize_job_stream(request, job, user)
+        job = await in_thread(job_stream_access, request, company_id, job_id)
     except StreamError as exc:
         return exc.response()
     if cursor is not None and job.is_terminal and cursor >= job.event_seq:
@@ -91,22 +106,25 @@ async def job_events(request, company_id, job_id):
     return sse_response(run_stream(JobEvents(job, cursor)))
 
 
+def company_stream_access(request, company_id) -> Company:
+    user = request_user(request)
+    if user is None:
+        raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
+    membership = (
+        Membership.objects.select_related("company").filter(user=user, company_id=parse_uuid_or_404(company_id)).first()
+    )
+    if membership is None:
+        raise StreamError(404, "not_found", "Not found.")
+    return membership.company
+
+
 async def company_events(request, company_id):
     try:
         cursor = parse_last_event_id(request)
-        user = await request_user(request)
-        if user is None:
-            raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
-        membership = (
-            await Membership.objects.select_related("company")
-            .filter(user=user, company_id=parse_uuid_or_404(company_id))
-            .afirst()
-        )
-        if membership is None:
-            raise StreamError(404, "not_found", "Not found.")
+        company = await in_thread(company_stream_access, request, company_id)
     except StreamError as exc:
         return exc.response()
-    return sse_response(run_stream(CompanyEvents(membership.company, cursor)))
+    return sse_response(run_stream(CompanyEvents(company, cursor)))
 
 
 def parse_uuid_or_404(value):

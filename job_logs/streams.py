@@ -3,7 +3,7 @@ from django.http import HttpResponse
 
 from content_jobs import events
 from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob
-from content_jobs.sse import Source, StreamError, parse_last_event_id, run_stream, sse_response
+from content_jobs.sse import Source, StreamError, in_thread, parse_last_event_id, run_stream, sse_response
 from content_jobs.streams import authorize_job_stream, parse_uuid_or_404, stream_credentials
 
 from .models import LogLine
@@ -20,10 +20,10 @@ class JobLogLines(Source):
         # The job's own channel tells when the job is over.
         self.listen = {self.channel, events.job_channel(job.pk)}
 
-    async def opening(self) -> list[str]:
+    def open(self) -> list[str]:
         # Read the status before the lines: a job that was over then has all its lines stored.
-        over = (await ContentJob.objects.aget(pk=self.job.pk)).is_terminal
-        frames = await self.catch_up()
+        over = ContentJob.objects.get(pk=self.job.pk).is_terminal
+        frames = self.read_new()
         self.finished = over
         return frames
 
@@ -35,17 +35,22 @@ class JobLogLines(Source):
         return []
 
 
+def log_stream_access(request, job_id, cursor: int) -> tuple[ContentJob, bool]:
+    """The job, once the caller may watch it, and whether it is over with nothing after `cursor`."""
+    user = stream_credentials(request)
+    job = ContentJob.objects.filter(pk=parse_uuid_or_404(job_id)).first()
+    if job is None:
+        raise StreamError(404, "not_found", "Not found.")
+    authorize_job_stream(request, job, user)
+    return job, job.is_terminal and not LogLine.objects.for_job(job.pk).after(cursor).exists()
+
+
 async def log_stream(request, job_id):
     try:
-        cursor = parse_last_event_id(request)
-        user = await stream_credentials(request)
-        job = await ContentJob.objects.filter(pk=parse_uuid_or_404(job_id)).afirst()
-        if job is None:
-            raise StreamError(404, "not_found", "Not found.")
-        await authorize_job_stream(request, job, user)
+        cursor = parse_last_event_id(request) or 0
+        job, nothing_left = await in_thread(log_stream_access, request, job_id, cursor)
     except StreamError as exc:
         return exc.response()
-    cursor = cursor or 0
-    if job.is_terminal and not await LogLine.objects.for_job(job.pk).after(cursor).aexists():
+    if nothing_left:
         return HttpResponse(status=204)  # a finished job with nothing left to send
     return sse_response(run_stream(JobLogLines(job, cursor)))

@@ -4,7 +4,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from content_jobs.schema import LogLineSchema, LogLinesSchema, LogPageSchema, problems
+from content_jobs.schema import LogLinesSchema, LogPageSchema, problems
 from content_jobs.tenancy import CompanyScoped
 from drf_spectacular.utils import extend_schema
 

@@ -155,6 +155,7 @@ def test_change_page_is_read_only_and_shows_only_the_latest_50_lines(superuser_c
     assert str(job.pk) in html and "task-777" in html
     assert 'name="_save"' not in html and 'name="job_type"' not in html and "<textarea" not in html
     assert f'{LINES}?job__id__exact={job.pk}' in html
+    assert "/logs?token" in html and "new EventSource" in html  # the live tail (run in Chromium: e2e)
 
 
 def test_change_page_without_lines_says_so(superuser_client, jobs):

@@ -66,6 +66,21 @@ def progress_handler(ctx):
     return {}
 
 
+class NapParams(registry.StrictParamsSerializer):
+    seconds = serializers.FloatField()
+    beats = serializers.IntegerField(default=0)
+
+
+@registry.register("test.nap", params=NapParams)
+def nap(ctx):
+    """Sleeps in one call (no report to keep the lease with), then logs `beats` lines a tick apart."""
+    time.sleep(ctx.params["seconds"])
+    for i in range(ctx.params["beats"]):
+        ctx.log(f"beat {i}")
+        time.sleep(0.1)
+    return {"slept": ctx.params["seconds"]}
+
+
 # Helpers -----------------------------------------------------------------------------------
 def lines(job_id) -> list[tuple[int, str, str]]:
     """The job's log lines as (event_id, severity, message), oldest first."""
@@ -284,6 +299,36 @@ def test_stage_changes_are_never_coalesced(api, jobs_url, worker, settings):
     job = wait_for_job(submit(api, jobs_url, "test.progress", {"mode": "stages"}))
     progress = [payload(e) for e in events(job.pk) if e.type == PROGRESS]
     assert [(p["progress"], p["stage"]) for p in progress] == [(float(i), f"stage {i}") for i in range(20)]
+
+
+# Leases -----------------------------------------------------------------------------------
+def test_a_handler_asleep_in_one_long_call_keeps_its_lease(api, jobs_url, worker, settings):
+    settings.NEXUS_HEARTBEAT_SECONDS = 0.2
+    settings.NEXUS_LEASE_SECONDS = 0.8  # the reaper (every 0.2 s) takes a job whose lease ran out
+    job_id = submit(api, jobs_url, "test.nap", {"seconds": 2.0})
+    leases = set()
+    wait_for(lambda: ContentJob.objects.get(pk=job_id).status == "running")
+    while (job := ContentJob.objects.get(pk=job_id)).status == "running":
+        leases.add(job.lease_expires_at)
+        time.sleep(0.1)
+    job = wait_for_job(job_id)
+    assert (job.status, job.attempt, job.result) == ("done", 1, {"slept": 2.0})
+    assert len(leases) >= 4  # renewed all along, about every 0.2 s
+    assert not [line for line in messages(job_id) if "lost" in line]
+
+
+def test_a_run_whose_lease_was_taken_stops_writing(api, jobs_url, worker, settings):
+    settings.NEXUS_HEARTBEAT_SECONDS = 0.2
+    job_id = submit(api, jobs_url, "test.nap", {"seconds": 0.5, "beats": 30})
+    wait_for(lambda: LogLine.objects.filter(job_id=job_id).exists())
+    # Another worker's attempt 2 holds the job now (as after a reap and a new start).
+    ContentJob.objects.filter(pk=job_id).update(attempt=2)
+    wait_for(lambda: not DBTaskResult.objects.filter(status="RUNNING").exists())
+    written = LogLine.objects.filter(job_id=job_id).count()
+    time.sleep(0.5)
+    job = ContentJob.objects.get(pk=job_id)
+    assert (job.status, job.attempt) == ("running", 2)  # attempt 1 neither finished nor failed it
+    assert 1 <= written < 30 and LogLine.objects.filter(job_id=job_id).count() == written
 
 
 # Waking the worker -------------------------------------------------------------------------

@@ -16,6 +16,16 @@ as an async event loop"). A module scope ends it before the next module runs.
 import pytest
 
 from tests.browser import launch, require_chromium
+from tests.live import LiveServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, request):
+    """A server process of the module's own, so that one module's jobs never show in another's pages."""
+    require_chromium()
+    server = LiveServer(var_dir=tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])).prepare().start()
+    yield server
+    server.destroy()
 
 
 @pytest.fixture(scope="module")

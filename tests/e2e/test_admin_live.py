@@ -3,29 +3,16 @@ import re
 
 import pytest
 
-from tests.browser import launch, require_chromium
-from tests.live import LiveServer
-
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    require_chromium()
-    server = LiveServer(var_dir=tmp_path_factory.mktemp("admin-live")).prepare().start()
-    yield server
-    server.destroy()
-
-
-def test_the_admin_job_page_receives_live_lines_and_progress(server):
-    from playwright.sync_api import sync_playwright
-
+def test_the_admin_job_page_receives_live_lines_and_progress(browser, server):
     with server.client("alice") as client:
         job = client.post(f"/api/companies/{server.company()}/content-jobs",
                           json={"jobType": "demo.steps", "params": {"steps": 300, "delayMs": 100}}).json()
-    with sync_playwright() as p:
-        browser = launch(p)
-        page = browser.new_page(base_url=server.url)
+    context = browser.new_context(base_url=server.url)
+    try:
+        page = context.new_page()
         page.set_default_timeout(30_000)
         page.goto("/admin/login/")
         page.fill("#id_username", "root")
@@ -46,4 +33,5 @@ def test_the_admin_job_page_receives_live_lines_and_progress(server):
         ids = page.eval_on_selector_all("#live-log li", "els => els.map(e => Number(e.dataset.eventId))")
         assert ids == list(range(1, len(ids) + 1))  # every line once, in order
         assert int(page.locator("#live-pct").inner_text().rstrip("%")) > 0
-        browser.close()
+    finally:
+        context.close()

@@ -1,38 +1,18 @@
 """The web console in real headless Chromium against a real server process."""
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.browser import launch, require_chromium
-from tests.live import ROOT, LiveServer
+from tests.live import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    require_chromium()
-    server = LiveServer(var_dir=tmp_path_factory.mktemp("console")).prepare().start()
-    yield server
-    server.destroy()
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = launch(p)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
-def page(chromium, server):
-    context = chromium.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+def page(browser, server):
+    context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto("/console/")
@@ -136,8 +116,8 @@ def test_the_job_page_shows_reconnecting_and_resumes_without_duplicates_after_a_
     assert log_messages(page) == [f"step {i}/40" for i in range(1, 41)] + ["finished"]
 
 
-def test_the_console_is_readable_at_phone_width(chromium, server):
-    context = chromium.new_context(base_url=server.url, viewport={"width": 390, "height": 844})
+def test_the_console_is_readable_at_phone_width(browser, server):
+    context = browser.new_context(base_url=server.url, viewport={"width": 390, "height": 844})
     page = context.new_page()
     page.goto("/console/login/")
     page.get_by_label("Username").fill("alice")
