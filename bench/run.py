@@ -279,12 +279,16 @@ def submit_throughput(server, seconds: float, concurrency: int = 32) -> tuple[fl
     return asyncio.run(main())
 
 
+# One transaction: the workers see every job at once and the span measures them alone, not the
+# submitting process's writes between their runs.
 BULK_SUBMIT = """
 import json, time
+from django.db import transaction
 from content_jobs import services
 from content_jobs.models import Company, ContentJob
 company = Company.objects.get(slug="acme")
-ids = [str(services.job_submit(company=company, job_type="bench.noop", params={{}})[0].pk) for _ in range({n})]
+with transaction.atomic():
+    ids = [str(services.job_submit(company=company, job_type="bench.noop", params={{}})[0].pk) for _ in range({n})]
 print("IDS " + json.dumps(ids))
 """
 
