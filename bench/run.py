@@ -43,6 +43,7 @@ SIZES = {
     "submit_seconds": 10 if FULL else 4,
     "client_procs": 4,
 }
+ALT_IDLE = 1000  # idle connections in the daphne/uvicorn comparison, in both modes
 BENCH_ENV = {"NEXUS_JOB_TYPE_MODULES": "bench.jobtypes", "NEXUS_INTERNAL_STATS": "true"}
 
 rows: list[dict] = []
@@ -399,9 +400,9 @@ def alternative_servers(pool, web) -> None:
             lat = [latency_run(pool, server, 1) for _ in range(REPEATS)]
             record(f"alt. {label} web process: event latency (cluster), p50", "ms",
                    [pct(r["latencies"], 50) * 1000 for r in lat])
-            idle = [idle_run(server.proc.pid, server.port, f"/api/companies/{server.company()}/events", SIZES["idle"],
+            idle = [idle_run(server.proc.pid, server.port, f"/api/companies/{server.company()}/events", ALT_IDLE,
                              headers) for _ in range(REPEATS)]
-            record(f"alt. {label} web process: time to connect {SIZES['idle']:,} clients", "s",
+            record(f"alt. {label} web process: time to connect {ALT_IDLE:,} clients", "s",
                    [r["seconds"] for r in idle])
             record(f"alt. {label} web process: memory per idle subscriber (first run)", "KiB", [idle[0]["kib_per_conn"]])
             fan = job_fanout(pool, server, n, burst)

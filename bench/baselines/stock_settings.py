@@ -10,7 +10,7 @@ EVENTSTREAM_CHANNELMANAGER_CLASS = "django_eventstream.channelmanager.DefaultCha
 NEXUS_EMBEDDED_WORKER = False
 # None of the project's own speed-ups: its apps (content_jobs installs its listener manager),
 # its middleware, its SQLite backend.
-INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in ("content_jobs", "job_logs", "django_tasks_db")]
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in ("content_jobs", "job_logs")]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
