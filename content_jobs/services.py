@@ -179,7 +179,10 @@ def job_heartbeat(*, job_id, attempt: int) -> bool:
 
 def job_check_lease(*, job_id, attempt: int) -> None:
     """Inside a transaction: lock the job and raise LeaseLost unless `attempt` holds it."""
-    _locked(job_id, attempt=attempt)
+    pk = getattr(job_id, "pk", job_id)
+    held = ContentJob.objects.select_for_update().filter(pk=pk).values_list("status", "attempt").first()
+    if held != (S.RUNNING, attempt):
+        raise LeaseLost(pk, attempt)
 
 
 @transaction.atomic

@@ -14,6 +14,9 @@ django-eventstream's ListenerManager, which wakes the listeners of that event ch
 thread-safe and wakes each listener on its own loop). So a process hears only about the jobs
 its clients watch, and one layer message reaches any number of local subscribers.
 
+Embedded default (the in-memory layer, which only this process hears): `publish` hands the
+message to the listener manager at once, from the publishing thread; the layer is not used.
+
 Workers: `on_wake(callback)` runs callback when any process enqueues a job (the group
 `nexus.workers`), so a worker in another process picks a new job up at once.
 """
@@ -51,6 +54,7 @@ class StreamHub:
         self._wake_callbacks: list[Callable[[], None]] = []
         self.published = 0
         self.delivered = 0
+        self._local: bool | None = None
 
     # The hub's loop ---------------------------------------------------------------------
     def start(self) -> asyncio.AbstractEventLoop:
@@ -92,7 +96,6 @@ class StreamHub:
                 logger.warning("could not publish to %s", group, exc_info=True)
 
     async def _read_loop(self) -> None:
-        manager = get_listener_manager()
         while True:
             try:
                 message = await self.layer.receive(self.channel_name)
@@ -103,15 +106,19 @@ class StreamHub:
                 await asyncio.sleep(0.5)
                 await self._rejoin()
                 continue
-            kind = message.get("type")
-            if kind == MESSAGE_TYPE:
-                event = Event(message["channel"], message["event"], message["data"], id=message["id"])
-                manager.add_to_queues(message["channel"], event)
-                self.delivered += 1
-                EVENTS_DELIVERED.inc()
-            elif kind == WAKE_TYPE:
-                for callback in list(self._wake_callbacks):
-                    callback()
+            self._hear(message)
+
+    def _hear(self, message: dict) -> None:
+        """A message for this process: an event for its streams, or a wake-up for its worker."""
+        kind = message.get("type")
+        if kind == MESSAGE_TYPE:
+            event = Event(message["channel"], message["event"], message["data"], id=message["id"])
+            get_listener_manager().add_to_queues(message["channel"], event)
+            self.delivered += 1
+            EVENTS_DELIVERED.inc()
+        elif kind == WAKE_TYPE:
+            for callback in list(self._wake_callbacks):
+                callback()
 
     async def _rejoin(self) -> None:
         """After a layer outage, join every group again (a restarted Redis forgot them)."""
@@ -125,8 +132,24 @@ class StreamHub:
                 return
 
     # Publishing -------------------------------------------------------------------------
+    @property
+    def local(self) -> bool:
+        """The layer is this process's own (the embedded default's in-memory layer): a message
+        is handed to the listeners at once, from the publishing thread, rather than through the
+        layer and the hub's thread (the same listeners hear it, two thread hand-offs sooner)."""
+        if self._local is None:
+            from django.conf import settings
+
+            self._local = settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+        return self._local
+
     def publish(self, group: str, message: dict) -> None:
         """Send `message` to `group` through the channel layer, in order, from any thread."""
+        if self.local:
+            self.published += 1
+            EVENTS_PUBLISHED.inc()
+            self._hear(message)
+            return
         loop = self.start()
         loop.call_soon_threadsafe(self._outbox.put_nowait, (group, message))
 

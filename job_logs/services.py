@@ -2,7 +2,8 @@
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from content_jobs.errors import LogMessageTooLong
@@ -32,29 +33,56 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | No
         _check(message)
     if attempt is not None:
         job_check_lease(job_id=job_id, attempt=attempt)
-    LogCursor.objects.get_or_create(job_id=job_id)
     # The cursor's row lock orders a job's lines: ids are handed out and committed in order.
-    cursor = LogCursor.objects.select_for_update().get(job_id=job_id)
+    # One statement takes the lock and the ids in the usual case (below the line limit).
+    count = len(entries)
+    last = _advance_cursor(job_id, count)
+    if last is None:
+        LogCursor.objects.get_or_create(job_id=job_id)  # the job's first lines
+        last = _advance_cursor(job_id, count)
     limit = settings.NEXUS_LOG_MAX_LINES
     now = timezone.now()
-    lines: list[LogLine] = []
-    dropped = 0
-    for message, severity in entries:
-        if cursor.last_event_id > limit:
-            dropped += 1
-            continue
-        if cursor.last_event_id == limit:
-            message, severity = TRUNCATION_MESSAGE.format(limit=limit), LogLine.Severity.WARNING
-            dropped += 1
-        cursor.last_event_id += 1
-        lines.append(
-            LogLine(job_id=job_id, event_id=cursor.last_event_id, message=message, severity=severity, created_at=now)
-        )
-    cursor.dropped += dropped
-    cursor.save(update_fields=["last_event_id", "dropped"])
+    if last <= limit:
+        lines = [
+            LogLine(job_id=job_id, event_id=last - count + i + 1, message=message, severity=severity, created_at=now)
+            for i, (message, severity) in enumerate(entries)
+        ]
+    else:
+        lines = _append_at_the_limit(job_id, entries, last - count, limit, now)
     LogLine.objects.bulk_create(lines)
     for line in lines:
         transaction.on_commit(partial(log_appended.send, sender=LogLine, job_id=line.job_id, line=line))
+    return lines
+
+
+def _advance_cursor(job_id, count: int) -> int | None:
+    """Add `count` to the job's last line id (locking the cursor row until commit) and return
+    it; None when the job has no cursor yet."""
+    job_pk = LogCursor._meta.pk.get_db_prep_value(job_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {connection.ops.quote_name(LogCursor._meta.db_table)} SET last_event_id = last_event_id + %s "
+            f"WHERE {connection.ops.quote_name(LogCursor._meta.pk.column)} = %s RETURNING last_event_id",
+            [count, job_pk],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _append_at_the_limit(job_id, entries, previous: int, limit: int, now) -> list[LogLine]:
+    """The lines that reach or pass the line limit: one truncation line is stored at the
+    limit, the rest are only counted; the cursor (locked) is set to what was stored."""
+    last_id, dropped, lines = previous, 0, []
+    for message, severity in entries:
+        if last_id > limit:
+            dropped += 1
+            continue
+        if last_id == limit:
+            message, severity = TRUNCATION_MESSAGE.format(limit=limit), LogLine.Severity.WARNING
+            dropped += 1
+        last_id += 1
+        lines.append(LogLine(job_id=job_id, event_id=last_id, message=message, severity=severity, created_at=now))
+    LogCursor.objects.filter(job_id=job_id).update(last_event_id=last_id, dropped=F("dropped") + dropped)
     return lines
 
 
