@@ -7,9 +7,10 @@ it to subscribers is sent on commit.
 import json
 from functools import partial
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from .counters import increment
 from .models import Company, ContentJob, JobEvent
 from .representation import job_representation
 from .signals import job_changed
@@ -28,18 +29,14 @@ def encode(data) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
-def record_job_event(job: ContentJob, event_type: str, *, seq_saved: bool = False) -> JobEvent:
+def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     """Store the job's current state as its next stream event; publish it after commit.
 
-    The caller holds the job's row lock (select_for_update), which orders a job's events; the
-    company's row, updated here, orders the company's events (the update locks it until
-    commit). `seq_saved`: the caller has numbered this event in `job.event_seq` and saved it
-    with the job's change (one statement less).
+    The caller has numbered this event in `job.event_seq` and saved that with the job's change,
+    holding the job's row lock (select_for_update), which orders a job's events; the company's
+    counter, added to here, orders the company's events (its row stays locked until commit).
     """
-    if not seq_saved:
-        job.event_seq += 1
-        ContentJob.objects.filter(pk=job.pk).update(event_seq=job.event_seq)
-    company_seq = next_company_seq(job.company_id)
+    company_seq = increment(Company, job.company_id, "event_seq")
     event = JobEvent.objects.create(
         job_id=job.pk,
         company_id=job.company_id,
@@ -53,18 +50,6 @@ def record_job_event(job: ContentJob, event_type: str, *, seq_saved: bool = Fals
         partial(job_changed.send, sender=ContentJob, job_id=job.pk, company_id=job.company_id, event=event)
     )
     return event
-
-
-def next_company_seq(company_id) -> int:
-    """Add one to the company's event counter and return it, in one statement (the row stays
-    locked until the transaction ends, so the company's events commit in order)."""
-    table = Company._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {connection.ops.quote_name(table)} SET event_seq = event_seq + 1 WHERE id = %s RETURNING event_seq",
-            [Company._meta.pk.get_db_prep_value(company_id, connection)],
-        )
-        return cursor.fetchone()[0]
 
 
 # Channels and groups -----------------------------------------------------------------------

@@ -100,9 +100,12 @@ class JobContext:
         """Write a coalesced progress value that is still waiting."""
         with self._lock:
             self._drop_timer()
-            if self._pending is not None:
-                pct, stage = self._pending
-                self._write(pct, stage)
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        if self._pending is not None:
+            pct, stage = self._pending
+            self._write(pct, stage)
 
     def _flush_from_timer(self, generation: int) -> None:
         try:
@@ -110,9 +113,7 @@ class JobContext:
                 if generation != self._timer_generation:
                     return  # a write since it was set carried the value
                 self._timer = None
-                if self._pending is not None:
-                    pct, stage = self._pending
-                    self._write(pct, stage)
+                self._write_pending()
         except LeaseLost:
             pass  # the handler's next call says so to the run
         finally:

@@ -50,7 +50,7 @@ def _move(job: ContentJob, target: str, *, event_type: str | None = None, **fiel
         setattr(job, name, value)
     job.event_seq += 1  # the number of the event stored below, saved with the change
     job.save(update_fields=["status", "updated_at", "finished_at", "event_seq", *fields])
-    events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS.get(target, events.STATUS), seq_saved=True)
+    events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS.get(target, events.STATUS))
     return job
 
 
@@ -140,7 +140,7 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
         updated_at=now,
         event_seq=1,  # its first event, stored just below
     )
-    events.record_job_event(job, events.STATUS, seq_saved=True)
+    events.record_job_event(job, events.STATUS)
     _enqueue_run(job.pk)
     return job
 
@@ -199,7 +199,7 @@ def job_report_progress(
     job.updated_at = timezone.now()
     job.event_seq += 1
     job.save(update_fields=["progress", "stage", "updated_at", "event_seq"])
-    events.record_job_event(job, events.PROGRESS, seq_saved=True)
+    events.record_job_event(job, events.PROGRESS)
     return job
 
 
@@ -239,7 +239,7 @@ def job_cancel(*, job: ContentJob, by=None) -> ContentJob:
         job.updated_at = timezone.now()
         job.event_seq += 1
         job.save(update_fields=["cancel_requested", "updated_at", "event_seq"])
-        events.record_job_event(job, events.PROGRESS, seq_saved=True)
+        events.record_job_event(job, events.PROGRESS)
     return job
 
 

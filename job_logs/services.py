@@ -2,10 +2,11 @@
 from functools import partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from content_jobs.counters import increment
 from content_jobs.errors import LogMessageTooLong
 from content_jobs.services import job_check_lease
 from content_jobs.signals import log_appended
@@ -36,10 +37,10 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | No
     # The cursor's row lock orders a job's lines: ids are handed out and committed in order.
     # One statement takes the lock and the ids in the usual case (below the line limit).
     count = len(entries)
-    last = _advance_cursor(job_id, count)
+    last = increment(LogCursor, job_id, "last_event_id", count)
     if last is None:
         LogCursor.objects.get_or_create(job_id=job_id)  # the job's first lines
-        last = _advance_cursor(job_id, count)
+        last = increment(LogCursor, job_id, "last_event_id", count)
     limit = settings.NEXUS_LOG_MAX_LINES
     now = timezone.now()
     if last <= limit:
@@ -53,20 +54,6 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | No
     for line in lines:
         transaction.on_commit(partial(log_appended.send, sender=LogLine, job_id=line.job_id, line=line))
     return lines
-
-
-def _advance_cursor(job_id, count: int) -> int | None:
-    """Add `count` to the job's last line id (locking the cursor row until commit) and return
-    it; None when the job has no cursor yet."""
-    job_pk = LogCursor._meta.pk.get_db_prep_value(job_id, connection)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {connection.ops.quote_name(LogCursor._meta.db_table)} SET last_event_id = last_event_id + %s "
-            f"WHERE {connection.ops.quote_name(LogCursor._meta.pk.column)} = %s RETURNING last_event_id",
-            [count, job_pk],
-        )
-        row = cursor.fetchone()
-    return row[0] if row else None
 
 
 def _append_at_the_limit(job_id, entries, previous: int, limit: int, now) -> list[LogLine]:

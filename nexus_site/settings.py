@@ -116,8 +116,8 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A bounded pool per process (psycopg's): a worker runs about three times the tasks a
     # second on reused connections than on a new one per task. Requests run on a fixed set of
-    # threads (nexus_site.asgi_handler) and the worker, reaper and heartbeat threads have their
-    # own; "closing" a connection hands it back to the pool, and a stream hands its connection
+    # threads (nexus_site.asgi_handler) and the worker, reaper and lease-keeper threads have
+    # their own; "closing" a connection hands it back to the pool, and a stream hands its connection
     # back after every read, so a waiting stream holds none.
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),
