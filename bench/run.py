@@ -320,12 +320,19 @@ def job_throughput(server, n: int, timeout=300) -> float:
 
 
 PROGRESS_ROWS = """
+import json
 from content_jobs.models import JobEvent
-print("ROWS", JobEvent.objects.filter(job_id={job!r}, type="content_job.progress").count())
+times = JobEvent.objects.filter(job_id={job!r}, type="content_job.progress").order_by("seq").values_list("created_at", flat=True)
+print("ROWS " + json.dumps([t.timestamp() for t in times]))
 """
 
 
-def progress_absorption(pool, server, seconds: float = 3.0) -> tuple[float, int, int]:
+def busiest_second(times: list[float]) -> int:
+    """The most rows written in any one second (a half-open window [t, t + 1 s))."""
+    return max((sum(1 for u in times[i:] if u < t + 1.0) for i, t in enumerate(times)), default=0)
+
+
+def progress_absorption(pool, server, seconds: float = 3.0) -> tuple[int, int, int, float]:
     job = submit(server, "bench.spin", {"seconds": seconds, "rate": 10_000})
     seen = 0
 
@@ -340,9 +347,9 @@ def progress_absorption(pool, server, seconds: float = 3.0) -> tuple[float, int,
     asyncio.run(watch())
     done = wait_done(server, job["jobId"])
     out = server.manage("shell", "-c", PROGRESS_ROWS.format(job=job["jobId"]))
-    rows_written = int(next(l for l in out.splitlines() if l.startswith("ROWS")).split()[1])
+    times = json.loads(next(l for l in out.splitlines() if l.startswith("ROWS "))[5:])
     ran = (datetime.fromisoformat(done["finishedAt"]) - datetime.fromisoformat(done["startedAt"])).total_seconds()
-    return rows_written / ran, seen, done["result"]["calls"]
+    return busiest_second(times), seen, done["result"]["calls"], len(times) / ran
 
 
 def idle_run(server_pid: int, port: int, path: str, n: int, headers=None, ready=None) -> dict:
@@ -497,7 +504,8 @@ def main() -> None:
 
         absorb = [progress_absorption(pool, server) for _ in range(REPEATS)]
         record("7. progress() calls per second by the handler", "calls/s", [a[2] / 3.0 for a in absorb])
-        record("7. progress event rows written per second", "rows/s", [a[0] for a in absorb], "≤ 10", 10)
+        record("7. progress event rows written in the busiest second", "rows/s", [a[0] for a in absorb], "≤ 10", 10)
+        record("7. progress event rows per second of the run (rows / run time)", "rows/s", [a[3] for a in absorb])
         record("7. progress events a client saw (3 s)", "events", [a[1] for a in absorb])
     finally:
         polling.terminate()

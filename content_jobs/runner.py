@@ -44,8 +44,10 @@ class JobContext:
     """What a handler receives: the job's params and the calls to report through.
 
     Progress is coalesced: at most NEXUS_PROGRESS_EVENTS_PER_SECOND writes a second per job, the
-    latest value always written (a timer writes a value that no later call carries out). A stage
-    change is written at once; log lines are never coalesced.
+    latest value always written (a timer writes a value that no later call carries out; a job
+    that fails or is cancelled writes a waiting value before it ends; a job that is done says
+    100 in its done event, which supersedes a waiting value). A stage change is written at once;
+    log lines are never coalesced.
     """
 
     def __init__(self, job: ContentJob):
@@ -102,6 +104,13 @@ class JobContext:
             self._drop_timer()
             self._write_pending()
 
+    def discard_pending(self) -> None:
+        """Drop a coalesced progress value that is still waiting: the job's done event, which
+        says 100 and the current stage, supersedes it."""
+        with self._lock:
+            self._drop_timer()
+            self._pending = None
+
     def _write_pending(self) -> None:
         if self._pending is not None:
             pct, stage = self._pending
@@ -121,13 +130,16 @@ class JobContext:
 
     def _write(self, pct: float, stage: str | None) -> None:
         self._pending = None
-        self._last_write = time.monotonic()
         self._check_lease()
         try:
             self.job = services.job_report_progress(job=self.job, progress=pct, stage=stage, attempt=self.attempt)
         except LeaseLost:
             self.lease_lost = True
             raise
+        finally:
+            # Counted from the write's end: rows stamped a whole interval apart, however long
+            # each write took.
+            self._last_write = time.monotonic()
 
     def _check_lease(self) -> None:
         if self.lease_lost:
@@ -258,7 +270,7 @@ def _run_handler(ctx: JobContext) -> ContentJob:
     try:
         job_type = registry.get(ctx.job.job_type)
         returned = job_type.handler(ctx)
-        ctx.flush()
+        ctx.discard_pending()
         result = dict(returned or {})
         if ctx.artifacts:
             result["artifacts"] = ctx.artifacts

@@ -1,8 +1,8 @@
 """Server-Sent Events: the stream engine shared by the job, company and log streams.
 
 A stream registers a django-eventstream Listener for its channels and makes the process's hub
-join the channel-layer group *before* it reads storage, so nothing committed after that read is
-missed; what arrives twice is dropped by id. Ids are gapless per channel, so a live event whose
+join the channel-layer group *before* it checks access and reads storage (one trip to a
+thread), so nothing committed after that read is missed; what arrives twice is dropped by id. Ids are gapless per channel, so a live event whose
 id jumps ahead tells the stream it missed some (a full listener queue, a layer outage): it reads
 them from storage. While it waits, a stream holds no thread and no database connection: only
 the listener's asyncio event, with a keep-alive comment at least every NEXUS_SSE_KEEPALIVE_SECONDS.
@@ -10,12 +10,13 @@ the listener's asyncio event, with a keep-alive comment at least every NEXUS_SSE
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django_eventstream.event import Event
 from django_eventstream.utils import sse_encode_event
 from django_eventstream.views import Listener, get_listener_manager
@@ -147,10 +148,16 @@ async def latest_stored_id(channel: str) -> int:
     return await asyncio.shield(entry[1])
 
 
-class Source:
-    """What one kind of stream reads and when it ends; `run_stream` drives it.
+class NoContent(Exception):
+    """The client has everything there is and ever will be: 204, and EventSource stops."""
 
-    `cursor` is the id of the last event of `channel` the client has; `finished` ends the stream.
+
+class Source:
+    """What one kind of stream reads and when it ends; `Stream` drives it.
+
+    Made from the request and the path's ids alone (no database work), so that the stream
+    listens before anything is read. `cursor` is the id of the last event of `channel` the
+    client has; `finished` ends the stream.
     """
 
     kind: str
@@ -162,6 +169,15 @@ class Source:
         self.cursor = cursor
         self.finished = False
 
+    def check(self, request) -> None:
+        """May the caller watch, and is there anything to send? Raises StreamError or
+        NoContent (in the request's thread)."""
+
+    def start(self, request) -> list[str]:
+        """The checks, then the first frames: one trip to the request's thread."""
+        self.check(request)
+        return self.open()
+
     def open(self) -> list[str]:
         """The first frames, read once the stream listens (in the request's thread)."""
         return self.read_new()
@@ -169,9 +185,6 @@ class Source:
     def read_new(self) -> list[str]:
         """The frames of the stored events after the cursor (in the request's thread)."""
         return [self.accept(event) for event in read_after(self.channel, self.cursor) if not self.finished]
-
-    async def opening(self) -> list[str]:
-        return await in_thread(self.open)
 
     async def catch_up(self) -> list[str]:
         return await in_thread(self.read_new)
@@ -199,44 +212,90 @@ class Source:
         return frames
 
 
-async def run_stream(source: Source) -> AsyncIterator[str]:
-    from .metrics import OPEN_STREAMS
+class Stream:
+    """One client's stream: `await Stream.open(source, request)` listens, joins the source's
+    group, checks and reads the first frames; `body()` yields the text to send until the
+    source is finished or the client goes. Served by a Django view (`serve_stream`) or
+    straight over ASGI (nexus_site.asgi_streams); the bytes are the same."""
 
-    open_streams = OPEN_STREAMS.labels(source.kind)
-    open_streams.inc()
-    manager = get_listener_manager()
-    listener = Listener()
-    listener.channels = set(source.listen)
-    listener.assign_loop()
-    manager.add_listener(listener)
-    joining = hub.subscribe(source.group)
-    try:
-        await asyncio.wrap_future(joining)
-        frames = await source.opening()
-        yield f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
-        keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
-        while not source.finished:
-            try:
-                # Not asyncio.wait_for: on Python 3.11 it swallows the cancellation of a client's
-                # disconnect when an event arrives at the same moment, and the stream lives on.
-                async with asyncio.timeout(keepalive):
-                    await listener.aevent.wait()
-            except asyncio.TimeoutError:
-                # Quiet for a while: say so, and make sure nothing was missed meanwhile.
-                frames = await source.catch_up() if await latest_stored_id(source.channel) > source.cursor else []
-                yield "".join(frames) + ": keep-alive\n\n"
-                continue
-            with manager.lock:
-                items, listener.channel_items = listener.channel_items, {}
-                overflow, listener.overflow = listener.overflow, False
-                listener.aevent.clear()
-            frames = await source.live(items)
-            if overflow:
-                # The listener's queue was full and dropped events: storage has them.
-                frames.extend(await source.catch_up())
-            if frames:
-                yield "".join(frames)
-    finally:
-        hub.release(source.group, joining)
-        manager.remove_listener(listener)
-        open_streams.dec()
+    def __init__(self, source: Source):
+        self.source = source
+        self.manager = get_listener_manager()
+        self.listener = Listener()
+        self.listener.channels = set(source.listen)
+        self.listener.assign_loop()
+        self.manager.add_listener(self.listener)
+        joining = hub.subscribe(source.group)
+        self.joining = joining
+        # Once, whichever comes first: the body's end, a failed open, or the stream being
+        # dropped unread (a client gone before the server began the body).
+        self.close = weakref.finalize(self, _leave, self.manager, self.listener, source.group, joining)
+        self.first = ""
+
+    @classmethod
+    async def open(cls, source: Source, request) -> "Stream":
+        stream = cls(source)
+        try:
+            await asyncio.wrap_future(stream.joining)
+            frames = await in_thread(source.start, request)
+        except BaseException:
+            stream.close()
+            raise
+        stream.first = f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
+        return stream
+
+    async def body(self) -> AsyncIterator[str]:
+        from .metrics import OPEN_STREAMS
+
+        source, listener, manager = self.source, self.listener, self.manager
+        open_streams = OPEN_STREAMS.labels(source.kind)
+        open_streams.inc()
+        try:
+            yield self.first
+            keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
+            while not source.finished:
+                try:
+                    # Not asyncio.wait_for: on Python 3.11 it swallows the cancellation of a
+                    # client's disconnect when an event arrives at the same moment.
+                    async with asyncio.timeout(keepalive):
+                        await listener.aevent.wait()
+                except asyncio.TimeoutError:
+                    # Quiet for a while: say so, and make sure nothing was missed meanwhile.
+                    frames = await source.catch_up() if await latest_stored_id(source.channel) > source.cursor else []
+                    yield "".join(frames) + ": keep-alive\n\n"
+                    continue
+                with manager.lock:
+                    items, listener.channel_items = listener.channel_items, {}
+                    overflow, listener.overflow = listener.overflow, False
+                    listener.aevent.clear()
+                frames = await source.live(items)
+                if overflow:
+                    # The listener's queue was full and dropped events: storage has them.
+                    frames.extend(await source.catch_up())
+                if frames:
+                    yield "".join(frames)
+        finally:
+            self.close()
+            open_streams.dec()
+
+
+def _leave(manager, listener: Listener, group: str, joining) -> None:
+    hub.release(group, joining)
+    manager.remove_listener(listener)
+
+
+def stream_view(make_source):
+    """An async Django view serving the stream of `make_source(request, **path_kwargs)`; the
+    direct ASGI path (nexus_site.asgi_streams) finds `make_source` on it."""
+
+    async def view(request, **kwargs):
+        try:
+            stream = await Stream.open(make_source(request, **kwargs), request)
+        except StreamError as exc:
+            return exc.response()
+        except NoContent:
+            return HttpResponse(status=204)
+        return sse_response(stream.body())
+
+    view.make_source = make_source
+    return view

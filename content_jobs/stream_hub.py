@@ -40,6 +40,12 @@ WAKE_TYPE = "nexus.wake"
 WORKERS_GROUP = "nexus.workers"
 
 
+# The answer of subscribe() when the group is joined already: one shared done future, not one
+# (with its lock and condition) per idle subscriber.
+JOINED: concurrent.futures.Future = concurrent.futures.Future()
+JOINED.set_result(None)
+
+
 class StreamHub:
     def __init__(self):
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -171,9 +177,7 @@ class StreamHub:
             if joined is not None and joined.done() and not joined.cancelled() and joined.exception() is None:
                 # Joined already (another subscriber of the process): no trip to the hub's thread.
                 self._subscribers[group] += 1
-                done = concurrent.futures.Future()
-                done.set_result(None)
-                return done
+                return JOINED
         return asyncio.run_coroutine_threadsafe(self._join(group), loop)
 
     def release(self, group: str, joining: concurrent.futures.Future) -> None:

@@ -1,19 +1,10 @@
 """The job event stream and the company event stream (async views; see content_jobs.sse)."""
-from django.http import HttpResponse
+from django.http import Http404
 
 from . import events
 from .models import TERMINAL_EVENT_TYPES, Company, ContentJob, Membership
 from .representation import job_representation
-from .sse import (
-    Source,
-    StreamError,
-    in_thread,
-    named_frame,
-    parse_last_event_id,
-    request_user,
-    run_stream,
-    sse_response,
-)
+from .sse import NoContent, Source, StreamError, named_frame, parse_last_event_id, request_user, stream_view
 from .tenancy import parse_uuid
 from .tokens import TokenError, job_id_from_stream_token
 
@@ -21,20 +12,26 @@ from .tokens import TokenError, job_id_from_stream_token
 class JobEvents(Source):
     kind = "job"
 
-    def __init__(self, job: ContentJob, cursor: int | None):
+    def __init__(self, request, company_id, job_id):
+        cursor = parse_last_event_id(request)
         super().__init__(cursor or 0)
-        self.job = job
         self.fresh = cursor is None
-        self.channel = events.job_channel(job.pk)
-        self.group = events.job_group(job.pk)
+        self.company_id, self.job_id = path_uuid(company_id), path_uuid(job_id)
+        self.channel = events.job_channel(self.job_id)
+        self.group = events.job_group(self.job_id)
         self.listen = {self.channel}
+
+    def check(self, request) -> None:
+        self.job = job_stream_access(request, self.company_id, self.job_id)
+        if not self.fresh and self.job.is_terminal and self.cursor >= self.job.event_seq:
+            raise NoContent  # the client has the end: EventSource stops reconnecting
 
     def open(self) -> list[str]:
         if not self.fresh:
             return self.read_new()
         # A new client first gets the job as it is now, numbered as the latest stored event,
         # so that a reconnect resumes right after it.
-        job = ContentJob.objects.get(pk=self.job.pk)
+        job = self.job
         self.cursor = job.event_seq
         self.finished = job.is_terminal
         return [named_frame(events.STATUS, job.event_seq, events.encode(job_representation(job)))]
@@ -48,16 +45,25 @@ class JobEvents(Source):
 class CompanyEvents(Source):
     kind = "company"
 
-    def __init__(self, company: Company, cursor: int | None):
-        super().__init__(company.event_seq if cursor is None else cursor)
-        self.channel = events.company_channel(company.pk)
-        self.group = events.company_group(company.pk)
+    def __init__(self, request, company_id):
+        cursor = parse_last_event_id(request)
+        super().__init__(cursor or 0)
+        self.fresh = cursor is None
+        self.company_id = path_uuid(company_id)
+        self.channel = events.company_channel(self.company_id)
+        self.group = events.company_group(self.company_id)
         self.listen = {self.channel}
 
+    def check(self, request) -> None:
+        company = company_stream_access(request, self.company_id)
+        if self.fresh:
+            self.cursor = company.event_seq  # a new client gets what happens from now on
 
-# The checks before a stream starts run in the request's thread, in one go (see in_thread).
+
+# The checks before a stream starts run in the request's thread, in one go with its first read
+# (see Source.start).
 def find_job(company_id, job_id) -> ContentJob:
-    job = ContentJob.objects.filter(pk=parse_uuid_or_404(job_id), company_id=parse_uuid_or_404(company_id)).first()
+    job = ContentJob.objects.filter(pk=job_id, company_id=company_id).first()
     if job is None:
         raise StreamError(404, "not_found", "Not found.")
     return job
@@ -95,45 +101,35 @@ def job_stream_access(request, company_id, job_id) -> ContentJob:
     return job
 
 
-async def job_events(request, company_id, job_id):
-    try:
-        cursor = parse_last_event_id(request)
-        job = await in_thread(job_stream_access, request, company_id, job_id)
-    except StreamError as exc:
-        return exc.response()
-    if cursor is not None and job.is_terminal and cursor >= job.event_seq:
-        return HttpResponse(status=204)  # the client has the end: EventSource stops reconnecting
-    return sse_response(run_stream(JobEvents(job, cursor)))
-
-
 def company_stream_access(request, company_id) -> Company:
     user = request_user(request)
     if user is None:
         raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
-    membership = (
-        Membership.objects.select_related("company").filter(user=user, company_id=parse_uuid_or_404(company_id)).first()
-    )
+    membership = Membership.objects.select_related("company").filter(user=user, company_id=company_id).first()
     if membership is None:
         raise StreamError(404, "not_found", "Not found.")
     return membership.company
 
 
-async def company_events(request, company_id):
-    try:
-        cursor = parse_last_event_id(request)
-        company = await in_thread(company_stream_access, request, company_id)
-    except StreamError as exc:
-        return exc.response()
-    return sse_response(run_stream(CompanyEvents(company, cursor)))
+job_events = stream_view(JobEvents)
+company_events = stream_view(CompanyEvents)
 
 
-def parse_uuid_or_404(value):
-    from django.http import Http404
-
+def path_uuid(value):
+    """A path's id as a UUID, or None for a malformed one: nothing has it, so it is a 404 once
+    the caller's credentials are checked (a 401 comes first, as for a well-formed id)."""
     try:
         return parse_uuid(value)
     except Http404:
-        raise StreamError(404, "not_found", "Not found.") from None
+        return None
+
+
+def direct_streams_served() -> int | None:
+    """Streams this process served beside Django's request cycle (nexus_site.asgi_streams)."""
+    from nexus_site.asgi import application
+
+    direct = getattr(application, "direct_streams", None)
+    return direct.served if direct is not None else None
 
 
 async def stream_stats(request):
@@ -170,5 +166,6 @@ async def stream_stats(request):
             "openFds": open_fds,
             "published": hub.published,
             "delivered": hub.delivered,
+            "directStreams": direct_streams_served(),
         }
     )

@@ -10,6 +10,8 @@ with the fewest requests in flight). A request's synchronous code still runs on 
 throughout, as Django expects; each thread keeps its database connection where the engine
 allows it (SQLite) and borrows from the pool where it does not (PostgreSQL). A waiting stream
 holds no thread at all: it is a coroutine.
+
+Stream requests that need nothing of Django's cycle skip it (nexus_site.asgi_streams).
 """
 import itertools
 import threading
@@ -17,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import ThreadSensitiveContext
 from django.core.handlers.asgi import ASGIHandler
+
+from .asgi_streams import DirectStreams
 
 
 class RequestThreads:
@@ -47,6 +51,7 @@ class NexusASGIHandler(ASGIHandler):
     def __init__(self, threads: int):
         super().__init__()
         self.threads = RequestThreads(threads)
+        self.direct_streams = DirectStreams()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -54,6 +59,8 @@ class NexusASGIHandler(ASGIHandler):
         index = self.threads.borrow()
         try:
             async with ThreadSensitiveContext(executor=self.threads.executors[index]):
-                await self.handle(scope, receive, send)
+                route = self.direct_streams.route(scope)
+                if route is None or not await self.direct_streams.serve(route, scope, receive, send):
+                    await self.handle(scope, receive, send)
         finally:
             self.threads.give_back(index)

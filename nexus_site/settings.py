@@ -205,6 +205,9 @@ NEXUS_REQUEST_THREADS = env_int("NEXUS_REQUEST_THREADS", 8)
 # Events a stream may have waiting in memory; past that it reads them from storage instead.
 NEXUS_SSE_QUEUE_EVENTS = env_int("NEXUS_SSE_QUEUE_EVENTS", 10_000)
 NEXUS_SSE_RETRY_MS = env_int("NEXUS_SSE_RETRY_MS", 2000)
+# Stream requests with a token header or stream token skip Django's request cycle (see
+# nexus_site.asgi_streams); false sends every stream through Django's middleware.
+NEXUS_DIRECT_STREAMS = env_bool("NEXUS_DIRECT_STREAMS", True)
 NEXUS_INTERNAL_STATS = env_bool("NEXUS_INTERNAL_STATS", False)
 # /metrics answers requests from these networks, or with `Authorization: Bearer <token>`.
 NEXUS_METRICS_ALLOWED_NETWORKS = env_list("NEXUS_METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])

@@ -286,6 +286,46 @@ def test_stream_token_of_one_job_is_403_on_another_jobs_streams(server, finished
         assert anonymous.get(a["logsUrl"]).status_code == 200
 
 
+def direct_streams(server) -> int:
+    with server.client() as api:
+        return api.get("/internal/stats").json()["directStreams"]
+
+
+def test_direct_stream_path_answers_byte_for_byte_like_django(server, finished_jobs):
+    """A token-authenticated stream skips Django's request cycle (nexus_site.asgi_streams); with
+    an Origin header (CORS) the same request goes through Django's middleware. The two answers
+    carry the same status, headers and bytes."""
+    job = finished_jobs[0]
+    header = {"Authorization": f"Token {server.data['token_alice']}"}
+    elsewhere = {**header, "Origin": "http://elsewhere.example"}  # not an allowed origin
+    token = job["eventsUrl"].split("token=")[1]
+    cases = [
+        (events_path(job), header, {}),
+        (f"/jobs/{job['jobId']}/logs", header, {}),
+        (f"/jobs/{job['jobId']}/logs", {}, {"token": token}),
+        (f"/jobs/{job['jobId']}/logs", header, {"lastEventId": "1"}),
+    ]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for path, headers, params in cases:
+            before = direct_streams(server)
+            direct = client.get(path, headers=headers, params=params)
+            assert direct_streams(server) == before + 1, "served beside Django"
+            through_django = client.get(path, headers={**headers, **elsewhere}, params=params)
+            assert direct_streams(server) == before + 1, "served by Django"
+            assert direct.status_code == through_django.status_code == 200
+            assert sorted(direct.headers.multi_items()) == sorted(through_django.headers.multi_items())
+            assert direct.headers["content-type"] == "text/event-stream; charset=utf-8"
+            assert direct.headers["x-frame-options"] == "DENY" and direct.headers["vary"] == "origin"
+            assert direct.content == through_django.content and direct.content.startswith(b"retry: ")
+        # What is not a stream comes from Django, whichever way the request came in.
+        before = direct_streams(server)
+        gone = client.get(f"/jobs/{job['jobId']}/logs", headers=header, params={"lastEventId": "2"})
+        assert gone.status_code == 204 and gone.content == b""
+        other = client.get(events_path(job), headers={"Authorization": f"Token {server.data['token_gina']}"})
+        assert_problem(other, 404, "not_found")
+        assert direct_streams(server) == before
+
+
 def test_authorization_header_opens_the_job_and_log_streams(server, finished_jobs):
     job = finished_jobs[0]
     header = {"Authorization": f"Token {server.data['token_alice']}"}

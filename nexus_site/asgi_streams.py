@@ -1,0 +1,158 @@
+"""The event streams served straight over ASGI, beside Django's request/response cycle.
+
+A stream connection is long and its request is tiny: Django's cycle costs more than the stream's
+own work. It runs the request_started and request_finished signals in the request's thread (two
+hand-offs to a thread), a temporary file for the empty body, nine middleware, two tasks kept
+for the connection's lifetime, and a response object around the body. Here a stream request
+that needs none of that is served by the same code (content_jobs.sse.Stream, the same checks,
+the same frames) straight over ASGI: one hand-off to a thread for its checks and first read.
+
+Served here: GET on a stream route (a URL whose view is a `stream_view`), authenticated by an
+`Authorization` header or a `token` query parameter, with no `Origin` header. Everything else
+goes to Django as before: session cookies, cross-origin requests (CORS), and every answer that
+is not a stream (401, 404, 204, ...), which Django computes again from scratch, so error bodies
+come from one place. The response headers are those Django's middleware would add, computed by
+those middleware's own code (security headers, CORS `Vary`, `X-Frame-Options`). This path is on
+only while settings.MIDDLEWARE is the project's own list, so a middleware added later is never
+skipped silently.
+"""
+import asyncio
+import io
+import logging
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest
+from django.urls import Resolver404, resolve
+
+from content_jobs.sse import NoContent, Stream, StreamError, sse_response
+
+logger = logging.getLogger(__name__)
+
+# The middleware these streams were checked against: with any other list, Django serves them.
+KNOWN_MIDDLEWARE = [
+    "nexus_site.middleware.SecurityMiddleware",
+    "nexus_site.static_files.StaticFilesMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "nexus_site.middleware.SessionMiddleware",
+    "nexus_site.middleware.CommonMiddleware",
+    "nexus_site.middleware.CsrfViewMiddleware",
+    "nexus_site.middleware.AuthenticationMiddleware",
+    "nexus_site.middleware.MessageMiddleware",
+    "nexus_site.middleware.XFrameOptionsMiddleware",
+]
+
+
+class NeedsDjango(Exception):
+    """The request needs what only Django's cycle gives (a session): Django serves it."""
+
+
+class DirectRequest(ASGIRequest):
+    """Django's request object, without the session and user the middleware would attach: a
+    stream's checks that reach for them hand the request to Django."""
+
+    @property
+    def user(self):
+        raise NeedsDjango
+
+    @property
+    def session(self):
+        raise NeedsDjango
+
+
+class DirectStreams:
+    def __init__(self):
+        self.enabled = settings.NEXUS_DIRECT_STREAMS and list(settings.MIDDLEWARE) == KNOWN_MIDDLEWARE
+        if settings.NEXUS_DIRECT_STREAMS and not self.enabled:
+            logger.info("streams go through Django's middleware: settings.MIDDLEWARE is not the project's list")
+        self._header_middleware = None
+        self.served = 0  # streams served on this path (internal stats)
+
+    def header_middleware(self):
+        if self._header_middleware is None:
+            from corsheaders.middleware import CorsMiddleware
+
+            from .middleware import SecurityMiddleware, XFrameOptionsMiddleware
+
+            async def unused(request):  # these middleware are asked for headers only
+                raise AssertionError
+
+            self._header_middleware = (SecurityMiddleware(unused), CorsMiddleware(unused),
+                                       XFrameOptionsMiddleware(unused))
+        return self._header_middleware
+
+    def route(self, scope) -> tuple | None:
+        """The stream view and path arguments of a request this path serves; None otherwise."""
+        if not self.enabled or scope["type"] != "http" or scope["method"] != "GET":
+            return None
+        has_credentials = b"token=" in scope.get("query_string", b"")
+        for name, _ in scope["headers"]:
+            name = name.lower()
+            if name == b"origin":
+                return None
+            if name == b"authorization":
+                has_credentials = True
+        if not has_credentials:
+            return None
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        try:
+            match = resolve(path)
+        except Resolver404:
+            return None
+        make_source = getattr(match.func, "make_source", None)
+        return (make_source, match.kwargs) if make_source is not None else None
+
+    def headers(self, request) -> list[tuple[bytes, bytes]]:
+        security, cors, frame_options = self.header_middleware()
+        response = sse_response(iter(()))
+        # In Django's order: the response passes the middleware from the last to the first.
+        frame_options.process_response(request, response)
+        cors.add_response_headers(request, response)
+        security.process_response(request, response)
+        return [(name.encode("latin1"), value.encode("latin1")) for name, value in response.items()]
+
+    async def serve(self, route, scope, receive, send) -> bool:
+        """Serve the stream; False when Django must answer the request instead."""
+        make_source, kwargs = route
+        request = DirectRequest(scope, io.BytesIO())
+        security = self.header_middleware()[0]
+        try:
+            request.get_host()
+            if security.process_request(request) is not None:
+                return False  # a redirect to HTTPS
+            stream = await Stream.open(make_source(request, **kwargs), request)
+        except (DisallowedHost, StreamError, NoContent, NeedsDjango):
+            return False
+        headers = self.headers(request)
+        del request
+        self.served += 1
+        body = stream.body()
+        task = asyncio.current_task()
+
+        def client_gone(_):
+            task.cancel()
+
+        gone = asyncio.ensure_future(self._until_disconnect(receive))
+        gone.add_done_callback(client_gone)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            async for text in body:
+                await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone.done():
+                raise  # not the client's disconnect: the server is stopping
+            task.uncancel()
+        finally:
+            gone.remove_done_callback(client_gone)
+            gone.cancel()
+            await body.aclose()
+        return True
+
+    @staticmethod
+    async def _until_disconnect(receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
