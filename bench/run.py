@@ -29,7 +29,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.sse_client import events, hold_idle, open_stream, watch_many  # noqa: E402
+from bench.sse_client import events, hold_idle, open_stream, reconnect_storm, watch_many  # noqa: E402
 from tests.live import LiveServer, create_database, drop_database, free_port  # noqa: E402
 
 FULL = os.environ.get("FULL") == "1"
@@ -376,6 +376,45 @@ def idle_run(server_pid: int, port: int, path: str, n: int, headers=None, ready=
             "threads_added": after_threads - before_threads}
 
 
+def _storm_client(args: dict, out) -> None:
+    out.put(reconnect_storm(args))
+
+
+def reconnect_storm_run(server, n: int) -> dict:
+    """`n` clients on one job's log stream while it emits lines; all cut at once, all coming
+    back with Last-Event-ID. The lines come at about 20,000 deliveries a second in all."""
+    ctx = mp.get_context("fork")
+    manager = ctx.Manager()
+    connected, cut, out = manager.Queue(), manager.Event(), manager.Queue()
+    interval_ms = max(20, n // 20)
+    start_delay = 2.0 + n * 0.004  # s: time for everybody to connect first
+    count = int((2.0 + 3.0 + n * 0.004) * 1000 / interval_ms)  # lines for the cut, the way back and after
+    headers = {"Authorization": f"Token {server.data['token_alice']}"}
+    submitted = time.monotonic()
+    job = submit(server, "bench.pulse", {"count": count, "intervalMs": interval_ms, "kind": "log",
+                                         "startDelayMs": int(start_delay * 1000)})
+    procs = SIZES["client_procs"]
+    clients = [ctx.Process(target=_storm_client, args=({"host": "127.0.0.1", "port": server.port, "path": job["logsUrl"],
+                                                        "n": n // procs, "expect": count, "headers": headers,
+                                                        "queue": connected, "cut": cut}, out)) for _ in range(procs)]
+    for c in clients:
+        c.start()
+    for _ in range(n // procs * procs):
+        connected.get(timeout=start_delay + 120)
+    # Cut once lines have flowed for a second (a client that has some resumes after its last).
+    time.sleep(max(0.0, submitted + start_delay + 1.0 - time.monotonic()))
+    cut.set()
+    reports = [out.get(timeout=600) for _ in clients]
+    for c in clients:
+        c.join(30)
+    wait_done(server, job["jobId"])
+    back = [b for r in reports for b in r["back"]]
+    return {"clients": n // procs * procs, "back": len(back), "all_back": max(back) if back else float("nan"),
+            "p50_back": pct(back, 50) if back else float("nan"),
+            "bad": sum(r["bad_count"] + r["error_count"] for r in reports),
+            "examples": [x for r in reports for x in r["bad"] + r["errors"]][:3]}
+
+
 # Baseline servers ---------------------------------------------------------------------------------
 def wait_port(port: int, timeout=20):
     deadline = time.monotonic() + timeout
@@ -484,6 +523,15 @@ def main() -> None:
         record(f"3. time to connect {SIZES['idle']:,} clients", "s", [r["seconds"] for r in idle],
                "≤ 2 s per 1,000", 2 * SIZES["idle"] / 1000)
         record("3. server threads added by idle subscribers", "threads", [r["threads_added"] for r in idle], "0")
+        storm_n = SIZES["idle"]
+        storms = [reconnect_storm_run(server, storm_n) for _ in range(REPEATS)]
+        for storm in storms:
+            if storm["examples"]:
+                print(f"  reconnect storm: {storm['examples']}")
+        record(f"3. reconnect storm: {storm_n:,} clients cut at once, all back after", "s",
+               [r["all_back"] for r in storms], "≤ 10 s per 10,000", 10 * storm_n / 10_000)
+        record("3. reconnect storm: median client back after", "s", [r["p50_back"] for r in storms])
+        record("3. reconnect storm: clients with a gap, a repeat or an error", "clients", [r["bad"] for r in storms], "0")
 
         burst = SIZES["burst"]
         fan = job_fanout(pool, server, n, burst)

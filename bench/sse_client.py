@@ -137,3 +137,61 @@ def hold_idle(args: dict) -> dict:
 
 def parse_json(data: str) -> dict:
     return json.loads(data)
+
+
+def reconnect_storm(args: dict) -> dict:
+    """In a client process: `n` connections on a job's log stream, each keeping the ids it
+    read. When the parent sets `cut`, every connection drops and reconnects at once with
+    `Last-Event-ID`, as browsers do after a network blip; each then reads to the stream's end.
+    Reports how long after the cut each was back (its response had begun) and every client
+    whose ids are not exactly 1..`expect` (a gap or a repeat)."""
+    async def main():
+        sem = asyncio.Semaphore(200)
+        cut = asyncio.Event()
+        back: list[float] = []
+        bad: list[str] = []
+        errors: list[str] = []
+        cut_at: list[float] = []
+
+        async def watch_cut():
+            while not args["cut"].is_set():
+                await asyncio.sleep(0.01)
+            cut_at.append(time.monotonic())
+            cut.set()
+
+        async def read_into(reader, ids: list[int]):
+            async for _, event_id, _ in events(reader):
+                ids.append(int(event_id))
+
+        async def one():
+            ids: list[int] = []
+            try:
+                async with sem:
+                    reader, writer = await open_stream(args["host"], args["port"], args["path"], args.get("headers"))
+                args["queue"].put("connected")
+                reading = asyncio.ensure_future(read_into(reader, ids))
+                waiting = asyncio.ensure_future(cut.wait())
+                await asyncio.wait({reading, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if not reading.done():  # the cut: drop the connection mid-stream and come back
+                    reading.cancel()
+                    writer.close()
+                    headers = dict(args.get("headers") or {})
+                    if ids:
+                        headers["Last-Event-ID"] = str(ids[-1])
+                    async with sem:
+                        reader, writer = await open_stream(args["host"], args["port"], args["path"], headers)
+                    back.append(time.monotonic() - cut_at[0])
+                    await read_into(reader, ids)
+                waiting.cancel()
+                writer.close()
+                if ids != list(range(1, args["expect"] + 1)):
+                    bad.append(f"{len(ids)} ids, first {ids[:3]}, last {ids[-3:]}")
+            except Exception as exc:  # noqa: BLE001 - reported to the parent
+                errors.append(repr(exc))
+
+        watcher = asyncio.ensure_future(watch_cut())
+        await asyncio.gather(*(one() for _ in range(args["n"])))
+        watcher.cancel()
+        return {"back": back, "bad": bad[:3], "bad_count": len(bad), "errors": errors[:3], "error_count": len(errors)}
+
+    return asyncio.run(main())

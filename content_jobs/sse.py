@@ -236,7 +236,9 @@ class Stream:
     async def open(cls, source: Source, request) -> "Stream":
         stream = cls(source)
         try:
-            await asyncio.wrap_future(stream.joining)
+            if not stream.joining.done():  # joined already: no trip through the loop's self-pipe
+                await asyncio.wrap_future(stream.joining)
+            stream.joining.result()  # a failed join raises here
             frames = await in_thread(source.start, request)
         except BaseException:
             stream.close()

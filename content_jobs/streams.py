@@ -59,6 +59,11 @@ class CompanyEvents(Source):
         if self.fresh:
             self.cursor = company.event_seq  # a new client gets what happens from now on
 
+    def open(self) -> list[str]:
+        # A new client starts at the company's newest event, read just now, after the stream
+        # began to listen: anything newer arrives live, so there is nothing to read yet.
+        return [] if self.fresh else self.read_new()
+
 
 # The checks before a stream starts run in the request's thread, in one go with its first read
 # (see Source.start).

@@ -4,8 +4,6 @@ from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob
 from content_jobs.sse import NoContent, Source, StreamError, parse_last_event_id, stream_view
 from content_jobs.streams import authorize_job_stream, path_uuid, stream_credentials
 
-from .models import LogLine
-
 
 class JobLogLines(Source):
     kind = "log"
@@ -21,13 +19,12 @@ class JobLogLines(Source):
     def check(self, request) -> None:
         # The status is read after the stream listens and before the lines: a job that was
         # over then has all its lines stored.
-        job, nothing_left = log_stream_access(request, self.job_id, self.cursor)
-        if nothing_left:
-            raise NoContent  # a finished job with nothing left to send
-        self.over = job.is_terminal
+        self.over = log_stream_access(request, self.job_id).is_terminal
 
     def open(self) -> list[str]:
         frames = self.read_new()
+        if self.over and not frames:
+            raise NoContent  # a finished job with nothing left to send
         self.finished = self.over
         return frames
 
@@ -39,14 +36,14 @@ class JobLogLines(Source):
         return []
 
 
-def log_stream_access(request, job_id, cursor: int) -> tuple[ContentJob, bool]:
-    """The job, once the caller may watch it, and whether it is over with nothing after `cursor`."""
+def log_stream_access(request, job_id) -> ContentJob:
+    """The job, once the caller may watch it."""
     user = stream_credentials(request)
     job = ContentJob.objects.filter(pk=job_id).first()
     if job is None:
         raise StreamError(404, "not_found", "Not found.")
     authorize_job_stream(request, job, user)
-    return job, job.is_terminal and not LogLine.objects.for_job(job.pk).after(cursor).exists()
+    return job
 
 
 log_stream = stream_view(JobLogLines)

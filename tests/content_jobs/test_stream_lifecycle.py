@@ -165,9 +165,12 @@ def test_slow_subscriber_catches_up_and_does_not_delay_the_others(server):
 REQUEST_THREADS = 8  # NEXUS_REQUEST_THREADS, the default
 
 
-def cycle(client: httpx.Client, url: str) -> str:
-    """Open a stream, read its first event, and go away while the stream is live."""
-    with connect_sse(client, "GET", url) as source:
+def cycle(client: httpx.Client, url: str, through_django: bool = False) -> str:
+    """Open a stream, read its first event, and go away while the stream is live. A stream
+    token is served beside Django's request cycle (nexus_site.asgi_streams); with an Origin
+    header (a cross-origin request) Django's middleware serves it."""
+    headers = {"Origin": "http://elsewhere.example"} if through_django else {}
+    with connect_sse(client, "GET", url, headers=headers) as source:
         assert source.response.status_code == 200
         for sse in source.iter_sse():
             if sse.data:
@@ -225,8 +228,9 @@ def test_a_thousand_disconnects_leave_nothing_behind(server):
                     local.client = httpx.Client(base_url=server.url, timeout=10)
                     with lock:
                         clients.append(local.client)
-                return cycle(local.client, urls[i % 2])
+                return cycle(local.client, urls[i % 2], through_django=i % 4 >= 2)
 
+            direct_before = api.get("/internal/stats").json()["directStreams"]
             try:
                 with ThreadPoolExecutor(max_workers=20) as pool:
                     first_events = list(pool.map(one, range(1000)))
@@ -235,6 +239,8 @@ def test_a_thousand_disconnects_leave_nothing_behind(server):
                     client.close()
             assert first_events.count("content_job.status") == 500
             assert first_events.count("message") == 500  # the log stream's first line
+            # Half of them beside Django's cycle, half through it: both leave nothing behind.
+            assert api.get("/internal/stats").json()["directStreams"] - direct_before == 500
 
             # Every stream noticed its client left: nothing of them is left while the job runs on.
             alive = ("listeners", "groups", "subscribers", "tasks", "threads")
