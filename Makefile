@@ -45,7 +45,8 @@ test: $(STAMP)
 cluster: $(STAMP)
 	@WEB=$(WEB) WORKERS=$(WORKERS) PORT=$(PORT) bash scripts/cluster
 
-# Benchmarks (quick: a few minutes; FULL=1: full sizes). Writes bench/RESULTS.md and bench/latency.png.
+# Benchmarks (quick: a few minutes; FULL=1: full sizes). Writes bench/RESULTS.md and bench/latency.png
+# (FULL=1: bench/RESULTS-full.md and bench/latency-full.png).
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	FULL=$(FULL) $(PY) bench/run.py

@@ -1,5 +1,6 @@
 """The benchmark: starts the service the way users do, drives it from separate client processes
-over loopback, measures each figure 3 times, and writes bench/RESULTS.md and bench/latency.png.
+over loopback, measures each figure 3 times, and writes bench/RESULTS.md and bench/latency.png
+(full mode: bench/RESULTS-full.md and bench/latency-full.png).
 
     make bench            # quick mode (a few minutes)
     make bench FULL=1     # full sizes (1,000 subscribers, 10,000 idle connections)
@@ -43,6 +44,8 @@ SIZES = {
     "submit_seconds": 10 if FULL else 4,
     "client_procs": 4,
 }
+# Quick and full runs keep their own result files, so one never overwrites the other.
+RESULTS, PLOT = ("RESULTS-full.md", "latency-full.png") if FULL else ("RESULTS.md", "latency.png")
 ALT_IDLE = 1000  # idle connections in the daphne/uvicorn comparison, in both modes
 BENCH_ENV = {"NEXUS_JOB_TYPE_MODULES": "bench.jobtypes", "NEXUS_INTERNAL_STATS": "true"}
 
@@ -97,8 +100,8 @@ def write_results(started: float) -> None:
     for r in rows:
         lines.append(f"| {r['figure']} | {fmt(r['median'])} | {fmt(r['spread'])} | {r['unit']} | {r['goal']} | "
                      f"{r['ratio']} | {r['note']} |")
-    lines += ["", "![latency distributions](latency.png)", ""]
-    (ROOT / "bench" / "RESULTS.md").write_text("\n".join(lines))
+    lines += ["", f"![latency distributions]({PLOT})", ""]
+    (ROOT / "bench" / RESULTS).write_text("\n".join(lines))
     try:
         import matplotlib
 
@@ -117,7 +120,7 @@ def write_results(started: float) -> None:
         ax.legend(fontsize=8)
         ax.set_title(f"Nexus content jobs event latency ({'full' if FULL else 'quick'} mode, {commit})")
         fig.tight_layout()
-        fig.savefig(ROOT / "bench" / "latency.png", dpi=110)
+        fig.savefig(ROOT / "bench" / PLOT, dpi=110)
     except ImportError:
         print("matplotlib is missing: no plot (make bench installs it)")
 
@@ -651,7 +654,7 @@ def main() -> None:
 
     pool.close()
     write_results(started)
-    print(f"\nwrote bench/RESULTS.md and bench/latency.png in {time.time() - started:.0f} s")
+    print(f"\nwrote bench/{RESULTS} and bench/{PLOT} in {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":
