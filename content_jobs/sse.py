@@ -246,14 +246,39 @@ class Stream:
         stream.first = f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
         return stream
 
+    def take_first(self) -> str:
+        """The opening text, once: a stream that waits for hours keeps no copy of it."""
+        first, self.first = self.first, ""
+        return first
+
+    async def quiet(self) -> str:
+        """After a quiet keep-alive interval: whatever storage has that the stream has not."""
+        source = self.source
+        if await latest_stored_id(source.channel) > source.cursor:
+            return "".join(await source.catch_up())
+        return ""
+
+    async def woken(self) -> str:
+        """The text of what the listener was woken for."""
+        source, listener = self.source, self.listener
+        with self.manager.lock:
+            items, listener.channel_items = listener.channel_items, {}
+            overflow, listener.overflow = listener.overflow, False
+            listener.aevent.clear()
+        frames = await source.live(items)
+        if overflow:
+            # The listener's queue was full and dropped events: storage has them.
+            frames.extend(await source.catch_up())
+        return "".join(frames)
+
     async def body(self) -> AsyncIterator[str]:
         from .metrics import OPEN_STREAMS
 
-        source, listener, manager = self.source, self.listener, self.manager
+        source, listener = self.source, self.listener
         open_streams = OPEN_STREAMS.labels(source.kind)
         open_streams.inc()
         try:
-            yield self.first
+            yield self.take_first()
             keepalive = settings.NEXUS_SSE_KEEPALIVE_SECONDS
             while not source.finished:
                 try:
@@ -263,19 +288,12 @@ class Stream:
                         await listener.aevent.wait()
                 except asyncio.TimeoutError:
                     # Quiet for a while: say so, and make sure nothing was missed meanwhile.
-                    frames = await source.catch_up() if await latest_stored_id(source.channel) > source.cursor else []
-                    yield "".join(frames) + ": keep-alive\n\n"
+                    yield await self.quiet() + ": keep-alive\n\n"
                     continue
-                with manager.lock:
-                    items, listener.channel_items = listener.channel_items, {}
-                    overflow, listener.overflow = listener.overflow, False
-                    listener.aevent.clear()
-                frames = await source.live(items)
-                if overflow:
-                    # The listener's queue was full and dropped events: storage has them.
-                    frames.extend(await source.catch_up())
-                if frames:
-                    yield "".join(frames)
+                text = await self.woken()
+                if text:
+                    yield text
+                del text  # a waiting stream keeps no copy of what it sent last
         finally:
             self.close()
             open_streams.dec()

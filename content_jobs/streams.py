@@ -27,11 +27,11 @@ class JobEvents(Source):
             raise NoContent  # the client has the end: EventSource stops reconnecting
 
     def open(self) -> list[str]:
+        job, self.job = self.job, None  # not kept for the stream's life
         if not self.fresh:
             return self.read_new()
         # A new client first gets the job as it is now, numbered as the latest stored event,
         # so that a reconnect resumes right after it.
-        job = self.job
         self.cursor = job.event_seq
         self.finished = job.is_terminal
         return [named_frame(events.STATUS, job.event_seq, events.encode(job_representation(job)))]

@@ -139,8 +139,10 @@ class DirectStreams:
         gone.add_done_callback(client_gone)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
+            del headers
             async for text in body:
                 await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+                del text  # a waiting stream keeps no copy of what it sent last
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not gone.done():
