@@ -2,10 +2,11 @@
 
 A stream registers a django-eventstream Listener for its channels and makes the process's hub
 join the channel-layer group *before* it checks access and reads storage (one trip to a
-thread), so nothing committed after that read is missed; what arrives twice is dropped by id. Ids are gapless per channel, so a live event whose
-id jumps ahead tells the stream it missed some (a full listener queue, a layer outage): it reads
-them from storage. While it waits, a stream holds no thread and no database connection: only
-the listener's asyncio event, with a keep-alive comment at least every NEXUS_SSE_KEEPALIVE_SECONDS.
+thread), so nothing committed after that read is missed; what arrives twice is dropped by id.
+Ids are gapless per channel, so a live event whose id jumps ahead tells the stream it missed
+some (a full listener queue, a layer outage): it reads them from storage. While it waits, a
+stream holds no thread and no database connection: only the listener's asyncio event, with a
+keep-alive comment at least every NEXUS_SSE_KEEPALIVE_SECONDS.
 """
 import asyncio
 import logging
@@ -215,7 +216,7 @@ class Source:
 class Stream:
     """One client's stream: `await Stream.open(source, request)` listens, joins the source's
     group, checks and reads the first frames; `body()` yields the text to send until the
-    source is finished or the client goes. Served by a Django view (`serve_stream`) or
+    source is finished or the client goes. Served by a Django view (`stream_view`) or
     straight over ASGI (nexus_site.asgi_streams); the bytes are the same."""
 
     def __init__(self, source: Source):

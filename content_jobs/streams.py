@@ -129,14 +129,6 @@ def path_uuid(value):
         return None
 
 
-def direct_streams_served() -> int | None:
-    """Streams this process served beside Django's request cycle (nexus_site.asgi_streams)."""
-    from nexus_site.asgi import application
-
-    direct = getattr(application, "direct_streams", None)
-    return direct.served if direct is not None else None
-
-
 async def stream_stats(request):
     """What this process holds for its streams; for operators and the disconnect tests.
 
@@ -150,6 +142,7 @@ async def stream_stats(request):
     from django.conf import settings
     from django.http import JsonResponse
     from django_eventstream.views import get_listener_manager
+    from nexus_site.asgi_streams import DirectStreams
 
     from .stream_hub import hub
 
@@ -171,6 +164,7 @@ async def stream_stats(request):
             "openFds": open_fds,
             "published": hub.published,
             "delivered": hub.delivered,
-            "directStreams": direct_streams_served(),
+            # Streams served beside Django's request cycle (nexus_site.asgi_streams).
+            "directStreams": DirectStreams.served,
         }
     )

@@ -61,12 +61,13 @@ class DirectRequest(ASGIRequest):
 
 
 class DirectStreams:
+    served = 0  # streams served on this path in this process (internal stats)
+
     def __init__(self):
         self.enabled = settings.NEXUS_DIRECT_STREAMS and list(settings.MIDDLEWARE) == KNOWN_MIDDLEWARE
         if settings.NEXUS_DIRECT_STREAMS and not self.enabled:
             logger.info("streams go through Django's middleware: settings.MIDDLEWARE is not the project's list")
         self._header_middleware = None
-        self.served = 0  # streams served on this path (internal stats)
 
     def header_middleware(self):
         if self._header_middleware is None:
@@ -128,7 +129,7 @@ class DirectStreams:
             return False
         headers = self.headers(request)
         del request
-        self.served += 1
+        DirectStreams.served += 1
         body = stream.body()
         task = asyncio.current_task()
 
