@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from content_jobs import worker
+from nexus_site import transport
 
 
 class Command(BaseCommand):
@@ -26,6 +27,7 @@ class Command(BaseCommand):
         argv = ["-e", f"tcp:port={port}:interface={host}:backlog={backlog}", "--application-close-timeout", "5"]
         if not access_log:
             argv += ["--verbosity", "0"]
+        transport.install()
         try:
             CommandLineInterface().run([*argv, "nexus_site.asgi:application"])
         finally:

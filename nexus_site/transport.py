@@ -1,0 +1,42 @@
+"""daphne's connections send a write at once when nothing is waiting to go out.
+
+Twisted's TCP transport queues every `write()` and registers the socket for writing; on the
+event loop's next turn it sends the queue and unregisters the socket again. Under asyncio's
+reactor that is two `epoll_ctl` calls, two selector-key copies and a loop turn per write, and a
+live stream writes once per event: with 1,000 subscribers on a job, a quarter of the event
+loop went there. `ImmediateServer` tries `send()` first when the queue is empty, as asyncio's
+own transports do, and hands whatever the socket did not take (or an error) to Twisted's queue,
+which then works as before: order, flow control and closing are unchanged.
+
+daphne writes each response chunk through `twisted.web.http.Request.write`, looked up on the
+module `twisted.web.http`, which Twisted wraps in a deprecation proxy whose attribute lookup
+is Python code: another twelfth of the event loop under the same load. `install()` points
+daphne's module at the wrapped module itself.
+"""
+import daphne.http_protocol
+from twisted.internet import tcp
+from twisted.python import deprecate
+
+
+class ImmediateServer(tcp.Server):
+    def write(self, data: bytes) -> None:
+        if (data and self.connected and not self.disconnecting and not self._writeDisconnected
+                and not self._tempDataLen and self.offset == len(self.dataBuffer)):
+            sent = self.writeSomeData(data)
+            if type(sent) is int:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            # Otherwise the connection is lost: Twisted's queue finds out and closes it.
+        super().write(data)
+
+    def writeSequence(self, iovec) -> None:
+        self.write(b"".join(iovec))
+
+
+def install() -> None:
+    """Make every TCP port this process listens on hand out `ImmediateServer` connections."""
+    tcp.Port.transport = ImmediateServer
+    proxy = daphne.http_protocol.http
+    if isinstance(proxy, deprecate._ModuleProxy):
+        daphne.http_protocol.http = deprecate._InternalState(proxy)._module
