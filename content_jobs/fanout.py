@@ -8,9 +8,15 @@ queues) that does the fan-out in two steps instead of one wake-up per listener:
   listener and event);
 - on that loop, the event is queued for each listener and its asyncio event set: a plain
   in-loop call.
+A stream served straight over ASGI under daphne is armed for direct writes (Stream.arm): while
+it waits with nothing pending and the event is its next one, the frame (encoded once) goes into
+the stream's outbox right here, with no wake-up of its task at all, and one callback on the loop
+then writes every outbox filled since: the events that reached the loop together (a burst) go
+out in one write per stream, a lone event at once.
 A listener may hold NEXUS_SSE_QUEUE_EVENTS events (stock: 10); past that it is marked
 `overflow` and its stream reads the missed events from storage.
 """
+import asyncio
 from collections import defaultdict
 
 from django.conf import settings
@@ -22,6 +28,7 @@ class FanoutManager(ListenerManager):
     def __init__(self, max_pending: int):
         super().__init__()
         self.max_pending = max_pending
+        self.outboxes: dict = {}  # per event loop: the armed streams with something to send
 
     def add_to_queues(self, channel, event):
         with self.lock:
@@ -39,8 +46,16 @@ class FanoutManager(ListenerManager):
 
     def _enqueue(self, channel, event, listeners) -> None:
         limit = self.max_pending
+        outbox = None
         with self.lock:
             for listener in listeners:
+                stream = getattr(listener, "direct", None)
+                if (stream is not None and not listener.channel_items and not listener.overflow
+                        and stream.take_direct(channel, event)):
+                    if outbox is None:
+                        outbox = self._outbox()
+                    outbox.add(stream)
+                    continue
                 items = listener.channel_items.get(channel)
                 if items is None:
                     listener.channel_items[channel] = [event]
@@ -49,6 +64,19 @@ class FanoutManager(ListenerManager):
                 else:
                     listener.overflow = True
                 listener.aevent.set()
+
+    def _outbox(self) -> set:
+        """This loop's set of streams to write, with a `_send` scheduled for it."""
+        loop = asyncio.get_running_loop()
+        outbox = self.outboxes.get(loop)
+        if outbox is None:
+            outbox = self.outboxes[loop] = set()
+            loop.call_soon(self._send, loop)
+        return outbox
+
+    def _send(self, loop) -> None:
+        for stream in self.outboxes.pop(loop):
+            stream.send_direct()
 
 
 def install() -> FanoutManager:

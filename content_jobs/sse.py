@@ -65,6 +65,14 @@ def frame_for(event: Event) -> str:
     return frame
 
 
+def frame_bytes(event: Event) -> bytes:
+    """frame_for(event), encoded once for every stream that is sent it directly."""
+    data = getattr(event, "frame_bytes", None)
+    if data is None:
+        data = event.frame_bytes = frame_for(event).encode()
+    return data
+
+
 def parse_last_event_id(request) -> int | None:
     raw = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId")
     if raw is None or raw == "":
@@ -196,6 +204,11 @@ class Source:
         self.cursor = event.id
         return frame_for(event)
 
+    def passes(self, event: Event) -> bool:
+        """May the next event of `channel` be written straight to the client (by
+        `Stream.write_direct`)? Not if it ends the stream or changes the source."""
+        return True
+
     async def other(self, channel: str, events: list[Event]) -> list[str]:
         """Events of a listened channel other than `channel`."""
         return []
@@ -263,6 +276,8 @@ class Stream:
     source is finished or the client goes. Served by a Django view (`stream_view`) or
     straight over ASGI (nexus_site.asgi_streams); the bytes are the same."""
 
+    direct_writes = 0  # writes by the fan-out to armed streams in this process (internal stats)
+
     def __init__(self, source: Source):
         self.source = source
         self.manager = get_listener_manager()
@@ -278,6 +293,10 @@ class Stream:
         self.first = ""
         self.last_sent = 0.0
         self.quiet_due = False  # set by KeepAlive: nothing sent for a keep-alive interval
+        self.write = None  # set by `arm`: writes bytes to the client at once
+        self.outbox: list[bytes] = []  # frames the fan-out took for `write` (take_direct)
+        self.waiting = False  # the body waits for its listener, with nothing pending
+        self.listener.direct = None
 
     @classmethod
     async def open(cls, source: Source, request) -> "Stream":
@@ -292,6 +311,34 @@ class Stream:
             raise
         stream.first = f"retry: {settings.NEXUS_SSE_RETRY_MS}\n\n" + "".join(frames)
         return stream
+
+    def arm(self, write) -> None:
+        """Let the fan-out send this stream's next events itself, through `write(bytes)`,
+        which must send at once (never suspend), while the body waits with nothing pending:
+        no task wake-up, no generator step and no ASGI message per event and stream."""
+        self.write = write
+        self.listener.direct = self
+
+    def take_direct(self, channel: str, event: Event) -> bool:
+        """Called by the fan-out, on the stream's event loop: take `event` into the outbox if
+        it is the very next one of the stream and the body waits with nothing pending; False
+        leaves it to the body. The fan-out sends the outbox (`send_direct`) once the events
+        that reached the loop together are all in it: one write for a burst."""
+        source = self.source
+        if (not self.waiting or channel != source.channel or event.id != source.cursor + 1
+                or source.finished or not source.passes(event)):
+            return False
+        source.cursor = event.id
+        self.outbox.append(frame_bytes(event))
+        return True
+
+    def send_direct(self) -> None:
+        """Write what the fan-out took for this stream, if anything."""
+        if self.outbox and self.write is not None:
+            outbox, self.outbox = self.outbox, []
+            self.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+            self.last_sent = self.clock()
+            Stream.direct_writes += 1
 
     def take_first(self) -> str:
         """The opening text, once: a stream that waits for hours keeps no copy of it."""
@@ -325,12 +372,19 @@ class Stream:
         open_streams = OPEN_STREAMS.labels(source.kind)
         open_streams.inc()
         keepalive = KeepAlive.join(self)
-        clock = keepalive.loop.time
+        clock = self.clock = keepalive.loop.time
         try:
             yield self.take_first()
             self.last_sent = clock()
             while not source.finished:
-                await listener.aevent.wait()
+                # While it waits, the fan-out may write the stream's next events itself (`arm`).
+                self.waiting = True
+                try:
+                    await listener.aevent.wait()
+                finally:
+                    self.waiting = False
+                if self.write is not None:
+                    self.send_direct()  # what the fan-out took goes before anything the body sends
                 if self.quiet_due:
                     self.quiet_due = False
                     with self.manager.lock:
@@ -348,6 +402,8 @@ class Stream:
                     self.last_sent = clock()
                 del text  # a waiting stream keeps no copy of what it sent last
         finally:
+            listener.direct = self.write = None
+            self.outbox = []
             keepalive.leave(self)
             self.close()
             open_streams.dec()

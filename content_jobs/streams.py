@@ -4,7 +4,7 @@ from django.http import Http404
 from . import events
 from .models import TERMINAL_EVENT_TYPES, Company, ContentJob, Membership
 from .representation import job_representation
-from .sse import NoContent, Source, StreamError, named_frame, parse_last_event_id, request_user, stream_view
+from .sse import NoContent, Source, Stream, StreamError, named_frame, parse_last_event_id, request_user, stream_view
 from .tenancy import parse_uuid
 from .tokens import TokenError, job_id_from_stream_token
 
@@ -40,6 +40,9 @@ class JobEvents(Source):
         if event.type in TERMINAL_EVENT_TYPES:
             self.finished = True
         return super().accept(event)
+
+    def passes(self, event) -> bool:
+        return event.type not in TERMINAL_EVENT_TYPES  # the end goes through the body, which ends
 
 
 class CompanyEvents(Source):
@@ -166,5 +169,7 @@ async def stream_stats(request):
             "delivered": hub.delivered,
             # Streams served beside Django's request cycle (nexus_site.asgi_streams).
             "directStreams": DirectStreams.served,
+            # Writes of live events straight from the fan-out to such streams (Stream.arm).
+            "directWrites": Stream.direct_writes,
         }
     )

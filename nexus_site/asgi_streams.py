@@ -15,8 +15,13 @@ come from one place. The response headers are those Django's middleware would ad
 those middleware's own code (security headers, CORS `Vary`, `X-Frame-Options`). This path is on
 only while settings.MIDDLEWARE is the project's own list, so a middleware added later is never
 skipped silently.
+
+Under daphne, whose `send` hands the bytes to Twisted's transport and returns without ever
+suspending, a stream is also armed for direct writes (Stream.arm): the fan-out writes the
+stream's next events to its connection itself while the stream waits.
 """
 import asyncio
+import functools
 import io
 import logging
 
@@ -58,6 +63,26 @@ class DirectRequest(ASGIRequest):
     @property
     def session(self):
         raise NeedsDjango
+
+
+def immediate_writer(send):
+    """`write(bytes)`, sending a body chunk through `send` without an await, when `send` is
+    daphne's (which never suspends); None under any other server."""
+    from daphne.server import Server
+
+    if not (isinstance(send, functools.partial) and isinstance(getattr(send.func, "__self__", None), Server)):
+        return None
+
+    def write(body: bytes) -> None:
+        step = send({"type": "http.response.body", "body": body, "more_body": True})
+        try:
+            step.send(None)
+        except StopIteration:
+            return
+        step.close()
+        raise RuntimeError("daphne's send suspended; direct writes need a send that never does")
+
+    return write
 
 
 class DirectStreams:
@@ -141,6 +166,9 @@ class DirectStreams:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             del headers
+            write = immediate_writer(send)
+            if write is not None:
+                stream.arm(write)
             async for text in body:
                 await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
                 del text  # a waiting stream keeps no copy of what it sent last

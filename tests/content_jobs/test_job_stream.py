@@ -333,6 +333,78 @@ def test_direct_stream_path_answers_byte_for_byte_like_django(server, finished_j
         assert direct_streams(server) == before
 
 
+def fields_of(body: bytes) -> list[dict]:
+    """The fields of each event (a block with an id) of a raw stream body, in order."""
+    events = []
+    for block in body.decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line and not line.startswith(":"))
+        if "id" in fields:
+            events.append(fields)
+    return events
+
+
+def internal_stats(server) -> dict:
+    with server.client() as api:
+        return api.get("/internal/stats").json()
+
+
+def test_live_events_written_by_the_fan_out_are_the_bytes_django_sends(server):
+    """While a stream served beside Django waits, the fan-out writes its next events to the
+    connection itself (a burst in one write). A job bursting 300 steps is watched on its event
+    and log streams both ways: the same bytes, every event in order, and the streams end."""
+    header = {"Authorization": f"Token {server.data['token_alice']}"}
+    through_django = {**header, "Origin": "http://elsewhere.example"}
+    with server.client() as api:
+        blocker = hold_worker(server, api)
+        try:
+            job = submit(api, server.company(), steps=300, delayMs=0)
+            logs_path = f"/jobs/{job['jobId']}/logs"
+            watches = [(events_path(job), header), (events_path(job), through_django),
+                       (logs_path, header), (logs_path, through_django)]
+            opened = threading.Barrier(len(watches) + 1, timeout=20)
+            bodies: dict = {}
+            before = internal_stats(server)
+
+            def watch(index: int, path: str, headers: dict) -> None:
+                body = b""
+                try:
+                    with httpx.Client(base_url=server.url, timeout=30) as client:
+                        with client.stream("GET", path, headers=headers) as response:
+                            assert response.status_code == 200
+                            for chunk in response.iter_raw():
+                                if b"\n\n" not in body and b"\n\n" in body + chunk:
+                                    opened.wait()  # the stream is open and listening
+                                body += chunk
+                    bodies[index] = body
+                except BaseException as exc:
+                    bodies[index] = exc
+                    opened.abort()
+
+            threads = [threading.Thread(target=watch, args=(i, *w)) for i, w in enumerate(watches)]
+            for thread in threads:
+                thread.start()
+            opened.wait()
+            release_worker(server, api, blocker)
+            for thread in threads:
+                thread.join(60)
+        finally:
+            cancel(api, blocker)
+    after = internal_stats(server)
+
+    assert after["directStreams"] == before["directStreams"] + 2  # the two without Origin
+    assert after["directWrites"] > before["directWrites"]  # written by the fan-out itself
+    for direct, django in ((0, 1), (2, 3)):
+        assert isinstance(bodies[direct], bytes), bodies[direct]
+        assert isinstance(bodies[django], bytes), bodies[django]
+        assert unsigned(bodies[direct]) == unsigned(bodies[django])
+    events = fields_of(bodies[0])
+    assert_consecutive([int(event["id"]) for event in events])
+    assert events[-1]["event"] == "content_job.done"
+    assert [event["event"] for event in events].count("content_job.progress") == 300
+    lines = fields_of(bodies[2])
+    assert [int(line["id"]) for line in lines] == list(range(1, 302))  # 300 steps, then "finished"
+
+
 def test_authorization_header_opens_the_job_and_log_streams(server, finished_jobs):
     job = finished_jobs[0]
     header = {"Authorization": f"Token {server.data['token_alice']}"}
