@@ -74,7 +74,8 @@ def frame_bytes(event: Event) -> bytes:
 
 
 def parse_last_event_id(request) -> int | None:
-    raw = request.headers.get("Last-Event-ID") or request.GET.get("lastEventId")
+    # META, not request.headers: that builds a mapping of every header, per connection.
+    raw = request.META.get("HTTP_LAST_EVENT_ID") or request.GET.get("lastEventId")
     if raw is None or raw == "":
         return None
     try:
