@@ -281,6 +281,17 @@ def pickup_run(server, jobs: int = 20) -> list[float]:
 
 
 def submit_throughput(server, seconds: float, concurrency: int = 32) -> tuple[float, float]:
+    """POSTs a second (202 answers) and their p99, from `concurrency` keep-alive clients: on
+    Node (bench/post_load.js) when the machine has it, else httpx in this process."""
+    if shutil.which("node"):
+        args = {"host": "127.0.0.1", "port": server.port, "path": f"/api/companies/{server.company()}/content-jobs",
+                "headers": {"Authorization": f"Token {server.data['token_alice']}"},
+                "body": json.dumps({"jobType": "bench.noop"}), "expect": 202, "concurrency": concurrency,
+                "seconds": seconds}
+        out = json.loads(subprocess.run(["node", str(ROOT / "bench" / "post_load.js"), json.dumps(args)],
+                                        capture_output=True, text=True, check=True).stdout)
+        return out["ok"] / out["seconds"], out["p99"]
+
     async def main():
         latencies: list[float] = []
         end = time.monotonic() + seconds
@@ -416,19 +427,34 @@ def reconnect_storm_run(server, n: int) -> dict:
     job = submit(server, "bench.pulse", {"count": count, "intervalMs": interval_ms, "kind": "log",
                                          "startDelayMs": int(start_delay * 1000)})
     procs = SIZES["client_procs"]
-    clients = [ctx.Process(target=_storm_client, args=({"host": "127.0.0.1", "port": server.port, "path": job["logsUrl"],
-                                                        "n": n // procs, "expect": count, "headers": headers,
-                                                        "queue": connected, "cut": cut}, out)) for _ in range(procs)]
-    for c in clients:
-        c.start()
-    for _ in range(n // procs * procs):
-        connected.get(timeout=start_delay + 120)
+    shares = [{"host": "127.0.0.1", "port": server.port, "path": job["logsUrl"], "n": n // procs, "expect": count,
+               "headers": headers} for _ in range(procs)]
+    if shutil.which("node"):
+        clients = [subprocess.Popen(["node", str(ROOT / "bench" / "storm.js"), json.dumps(share)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for share in shares]
+        for c in clients:
+            assert c.stdout.readline().strip() == "connected"
+    else:
+        clients = [ctx.Process(target=_storm_client, args=({**share, "queue": connected, "cut": cut}, out))
+                   for share in shares]
+        for c in clients:
+            c.start()
+        for _ in range(n // procs * procs):
+            connected.get(timeout=start_delay + 120)
     # Cut once lines have flowed for a second (a client that has some resumes after its last).
     time.sleep(max(0.0, submitted + start_delay + 1.0 - time.monotonic()))
-    cut.set()
-    reports = [out.get(timeout=600) for _ in clients]
-    for c in clients:
-        c.join(30)
+    if shutil.which("node"):
+        for c in clients:
+            c.stdin.write("cut\n")
+            c.stdin.flush()
+        reports = [json.loads(c.stdout.readline()) for c in clients]
+        for c in clients:
+            c.wait(30)
+    else:
+        cut.set()
+        reports = [out.get(timeout=600) for _ in clients]
+        for c in clients:
+            c.join(30)
     wait_done(server, job["jobId"])
     back = [b for r in reports for b in r["back"]]
     return {"clients": n // procs * procs, "back": len(back), "all_back": max(back) if back else float("nan"),
