@@ -10,7 +10,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
 
-from job_logs.services import log_append
+from job_logs.services import log_append, log_append_many
 
 from . import registry, services
 from .errors import LeaseLost
@@ -150,6 +150,20 @@ class JobContext:
         self._check_lease()
         try:
             log_append(job_id=self.job_id, message=str(message), severity=severity, attempt=self.attempt)
+        except LeaseLost:
+            self.lease_lost = True
+            raise
+
+    def log_lines(self, messages, severity: str = "info") -> None:
+        """Store several lines in one transaction, in order (say, a chunk of a tool's output):
+        one write for all of them, and subscribers get them together. Returns once stored,
+        like `log`."""
+        self._check_lease()
+        entries = [(str(message), severity) for message in messages]
+        if not entries:
+            return
+        try:
+            log_append_many(job_id=self.job_id, entries=entries, attempt=self.attempt)
         except LeaseLost:
             self.lease_lost = True
             raise

@@ -81,6 +81,15 @@ def nap(ctx):
     return {"slept": ctx.params["seconds"]}
 
 
+@registry.register("test.chunks", params=NoParams)
+def chunks(ctx):
+    ctx.log("before")
+    ctx.log_lines([f"chunk line {i}" for i in range(1, 6)], "warning")
+    ctx.log_lines([])
+    ctx.log("after")
+    return {}
+
+
 # Helpers -----------------------------------------------------------------------------------
 def lines(job_id) -> list[tuple[int, str, str]]:
     """The job's log lines as (event_id, severity, message), oldest first."""
@@ -338,6 +347,26 @@ def test_a_run_whose_lease_was_taken_stops_writing(api, jobs_url, worker, settin
     job = ContentJob.objects.get(pk=job_id)
     assert (job.status, job.attempt) == ("running", 2)  # attempt 1 neither finished nor failed it
     assert 1 <= written < 30 and LogLine.objects.filter(job_id=job_id).count() == written
+
+
+def test_log_lines_stores_a_chunk_in_order_between_single_lines(api, jobs_url, worker):
+    job_id = submit(api, jobs_url, "test.chunks", {})
+    wait_for(lambda: job_status(job_id) == "done")
+    assert lines(job_id) == [(1, "info", "before")] + [(i + 1, "warning", f"chunk line {i}") for i in range(1, 6)] + [
+        (7, "info", "after")]
+
+
+def test_log_lines_of_a_run_whose_lease_was_taken_are_refused(company):
+    from content_jobs.errors import LeaseLost
+    from content_jobs.runner import JobContext
+
+    job, _ = services.job_submit(company=company, job_type="test.chunks", params={})
+    ContentJob.objects.filter(pk=job.pk).update(status="running", attempt=2)
+    ctx = JobContext(ContentJob.objects.get(pk=job.pk))
+    ctx.attempt = 1  # an old run of the job
+    with pytest.raises(LeaseLost):
+        ctx.log_lines(["too late"])
+    assert lines(job.pk) == [] and ctx.lease_lost
 
 
 # Waking the worker -------------------------------------------------------------------------
