@@ -11,6 +11,7 @@ class PulseParams(StrictParamsSerializer):
     intervalMs = serializers.FloatField(min_value=0, max_value=10_000)
     kind = serializers.ChoiceField(choices=["log", "progress"])
     startDelayMs = serializers.IntegerField(min_value=0, default=0)
+    batch = serializers.IntegerField(min_value=1, max_value=1000, default=1)  # log lines per call
 
 
 @register("bench.pulse", params=PulseParams, description="Emits timestamped log lines or stage changes.")
@@ -18,6 +19,12 @@ def pulse(ctx):
     """Each event carries the wall-clock time of the call, so a client can measure latency."""
     p = ctx.params
     time.sleep(p["startDelayMs"] / 1000)
+    if p["kind"] == "log" and p["batch"] > 1:  # a burst written in chunks (ctx.log_lines)
+        for start in range(0, p["count"], p["batch"]):
+            ctx.log_lines([f"t={time.time():.6f} i={i}" for i in range(start, min(p["count"], start + p["batch"]))])
+            if p["intervalMs"]:
+                time.sleep(p["intervalMs"] / 1000)
+        return {"count": p["count"]}
     for i in range(p["count"]):
         if p["kind"] == "log":
             ctx.log(f"t={time.time():.6f} i={i}")

@@ -222,11 +222,16 @@ def fanout_run(pool, port: int, path: str, subscribers: int, burst: int, trigger
     return result
 
 
+# Fan-out bursts are written BATCH lines per call (ctx.log_lines), so that they measure delivery:
+# one line per call, a job writes a few hundred lines a second here (figure 6 is that side).
+BATCH = 50
+
+
 def job_fanout(pool, server, subscribers: int, burst: int) -> list[dict]:
     """One job bursting `burst` log lines to `subscribers` streams, REPEATS times."""
     runs = []
     for _ in range(REPEATS):
-        job = submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log",
+        job = submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log", "batch": BATCH,
                                              "startDelayMs": int(2000 + subscribers * 4)})
         runs.append(fanout_run(pool, server.port, job["logsUrl"], subscribers, burst, trigger=lambda: None, timeout=120))
         wait_done(server, job["jobId"])
@@ -236,8 +241,9 @@ def job_fanout(pool, server, subscribers: int, burst: int) -> list[dict]:
 def many_jobs_fanout(pool, server, jobs: int = 100, per_job: int = 10, burst: int = 50) -> dict:
     """`jobs` jobs, each bursting `burst` log lines to its own `per_job` streams (the embedded
     worker runs them one after another)."""
-    submitted = [submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log",
-                                                "startDelayMs": 3000 if i == 0 else 0}) for i in range(jobs)]
+    submitted = [submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log", "batch": BATCH,
+                                                "startDelayMs": 2000 + jobs * per_job * 4 if i == 0 else 0})
+                 for i in range(jobs)]  # the first job waits for everybody to connect
     paths = [job["logsUrl"] for job in submitted]
     procs = SIZES["client_procs"]
     args = [{"host": "127.0.0.1", "port": server.port, "paths": paths[i::procs], "n": per_job, "expect": burst,
@@ -583,11 +589,11 @@ def main() -> None:
 
         burst = SIZES["burst"]
         fan = job_fanout(pool, server, n, burst)
-        ours_rate = record(f"4. fan-out, 1 job × {n} subscribers, burst of {burst}", "deliveries/s",
+        ours_rate = record(f"4. fan-out, 1 job × {n} subscribers, burst of {burst} ({BATCH} a call)", "deliveries/s",
                            [r["rate"] for r in fan], "≥ 100,000", 100_000, better="higher")
         record("4. fan-out deliveries lost", "events", [r["lost"] for r in fan], "0")
         spread = [many_jobs_fanout(pool, server) for _ in range(REPEATS)]
-        record("4. fan-out, 100 jobs × 10 subscribers, 50 lines each", "deliveries/s", [r["rate"] for r in spread],
+        record(f"4. fan-out, 100 jobs × 10 subscribers, 50 lines each ({BATCH} a call)", "deliveries/s", [r["rate"] for r in spread],
                "≥ 100,000", 100_000, better="higher")
         record("4. fan-out deliveries lost, 100 jobs × 10 subscribers", "events", [r["lost"] for r in spread], "0")
 
