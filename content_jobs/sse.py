@@ -90,7 +90,7 @@ def parse_last_event_id(request) -> int | None:
 def request_user(request):
     """The user of an `Authorization: Token` header or a session; None when there is neither.
     Synchronous: call it in the request's thread (see in_thread)."""
-    header = request.headers.get("Authorization", "")
+    header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
         keyword, _, key = header.partition(" ")
         if keyword != "Token" or not key.strip():
