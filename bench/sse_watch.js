@@ -15,11 +15,16 @@ const STAMP = /t=(\d+\.\d+)/;
 const NAME = /(?:^|\n)event: ([^\n]*)/;
 const out = { received: 0, connected: 0, error_count: 0, errors: [], latencies: [] };
 let open = 0;
+let reported = false;
+
+function report() {  // once: when every connection has ended, or at the deadline
+  if (reported) return;
+  reported = true;
+  process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(0));
+}
 
 function finish() {
-  if (--open === 0) {
-    process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(0));
-  }
+  if (--open === 0) report();
 }
 
 function watch(path) {
@@ -77,6 +82,4 @@ function watch(path) {
 for (const path of args.paths || [args.path]) {
   for (let i = 0; i < args.n; i++) watch(path);
 }
-setTimeout(() => {
-  process.stdout.write(JSON.stringify(out) + "\n", () => process.exit(0));
-}, args.timeout * 1000).unref();
+setTimeout(report, args.timeout * 1000).unref();
