@@ -206,8 +206,8 @@ class Source:
         return frame_for(event)
 
     def passes(self, event: Event) -> bool:
-        """May the next event of `channel` be written straight to the client (by
-        `Stream.write_direct`)? Not if it ends the stream or changes the source."""
+        """May the next event of `channel` be written straight to the client by the fan-out
+        (`Stream.take_direct`)? Not if it ends the stream or changes the source."""
         return True
 
     async def other(self, channel: str, events: list[Event]) -> list[str]:
@@ -296,6 +296,8 @@ class Stream:
         self.quiet_due = False  # set by KeepAlive: nothing sent for a keep-alive interval
         self.write = None  # set by `arm`: writes bytes to the client at once
         self.outbox: list[bytes] = []  # frames the fan-out took for `write` (take_direct)
+        self.outbox_after = 0  # the source's cursor before the outbox's first frame
+        self.clock = time.monotonic  # the event loop's clock, once the body runs
         self.waiting = False  # the body waits for its listener, with nothing pending
         self.listener.direct = None
 
@@ -326,18 +328,30 @@ class Stream:
         leaves it to the body. The fan-out sends the outbox (`send_direct`) once the events
         that reached the loop together are all in it: one write for a burst."""
         source = self.source
-        if (not self.waiting or channel != source.channel or event.id != source.cursor + 1
-                or source.finished or not source.passes(event)):
+        if (not self.waiting or self.write is None or channel != source.channel
+                or event.id != source.cursor + 1 or source.finished or not source.passes(event)):
             return False
+        if not self.outbox:
+            self.outbox_after = source.cursor
         source.cursor = event.id
         self.outbox.append(frame_bytes(event))
         return True
 
     def send_direct(self) -> None:
-        """Write what the fan-out took for this stream, if anything."""
+        """Write what the fan-out took for this stream, if anything. Should the write fail,
+        the stream is disarmed and its body reads those events from storage instead."""
         if self.outbox and self.write is not None:
             outbox, self.outbox = self.outbox, []
-            self.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+            try:
+                self.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+            except Exception:
+                logger.exception("a direct write failed; the stream reads those events from storage")
+                self.source.cursor = self.outbox_after
+                self.write = self.listener.direct = None
+                with self.manager.lock:
+                    self.listener.overflow = True  # woken(): read from storage after the cursor
+                    self.listener.aevent.set()
+                return
             self.last_sent = self.clock()
             Stream.direct_writes += 1
 

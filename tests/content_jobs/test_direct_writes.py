@@ -1,0 +1,97 @@
+"""The fan-out's direct writes to a waiting stream (content_jobs.sse.Stream.take_direct and
+send_direct, content_jobs.fanout), in-process: which events it takes, one write per burst, and
+what a failed write leaves to the stream's own path. Over real HTTP, against Django's bytes:
+tests/content_jobs/test_job_stream.py."""
+from django_eventstream.event import Event
+from django_eventstream.views import Listener
+
+from content_jobs.fanout import FanoutManager
+from content_jobs.sse import Source, Stream
+
+
+class Channel(Source):
+    kind = "test"
+
+    def __init__(self, cursor: int):
+        super().__init__(cursor)
+        self.channel = "job-x"
+        self.listen = {self.channel}
+
+    def passes(self, event) -> bool:
+        return event.type != "end"
+
+
+def waiting_stream(write, cursor: int = 4) -> Stream:
+    """A Stream as the body leaves it while it waits, armed with `write`, without a server."""
+    stream = Stream.__new__(Stream)
+    stream.source = Channel(cursor)
+    stream.manager = FanoutManager(10)
+    stream.listener = Listener()
+    stream.last_sent = 0.0
+    stream.outbox, stream.outbox_after = [], 0
+    stream.clock = lambda: 1.0
+    stream.arm(write)
+    stream.waiting = True
+    return stream
+
+
+def event(event_id: int, kind: str = "step") -> Event:
+    return Event("job-x", kind, f'{{"n": {event_id}}}', id=event_id)
+
+
+def test_a_burst_of_next_events_leaves_in_one_write_and_the_rest_is_left_to_the_body():
+    written = []
+    stream = waiting_stream(written.append)
+    assert stream.take_direct("job-x", event(5)) and stream.take_direct("job-x", event(6))
+    assert not stream.take_direct("job-x", event(8))  # a gap: the body reads storage
+    assert not stream.take_direct("job-y", event(7))  # another channel
+    assert not stream.take_direct("job-x", event(7, "end"))  # ends the stream: the body's
+    before = Stream.direct_writes
+    stream.send_direct()
+    assert written == [b'event: step\nid: 5\ndata: {"n": 5}\n\nevent: step\nid: 6\ndata: {"n": 6}\n\n']
+    assert stream.source.cursor == 6 and Stream.direct_writes == before + 1
+    stream.send_direct()  # nothing left: no write
+    assert len(written) == 1
+    stream.waiting = False  # the body is busy: it keeps the order
+    assert not stream.take_direct("job-x", event(7))
+
+
+def test_a_failed_write_leaves_those_events_to_the_stream_which_reads_them_from_storage():
+    def broken(data: bytes) -> None:
+        raise OSError("gone")
+
+    stream = waiting_stream(broken)
+    assert stream.take_direct("job-x", event(5)) and stream.take_direct("job-x", event(6))
+    stream.send_direct()
+    assert stream.source.cursor == 4  # as if 5 and 6 had never been taken
+    assert stream.listener.overflow and stream.listener.aevent.is_set()  # woken() reads storage
+    assert stream.write is None and stream.listener.direct is None
+    assert not stream.take_direct("job-x", event(5))
+
+
+def test_the_fan_out_writes_each_armed_stream_once_per_loop_turn():
+    import asyncio
+
+    async def scenario():
+        written: dict[str, list[bytes]] = {"a": [], "b": []}
+        manager = FanoutManager(10)
+        streams = {}
+        for name in written:
+            stream = waiting_stream(written[name].append)
+            stream.manager = manager
+            stream.listener.channels = {"job-x"}
+            stream.listener.assign_loop()
+            streams[name] = stream
+        queued = Listener()  # a stream that is not armed: queued and woken as before
+        queued.channels = {"job-x"}
+        queued.assign_loop()
+        listeners = [s.listener for s in streams.values()] + [queued]
+        manager._enqueue("job-x", event(5), listeners)
+        manager._enqueue("job-x", event(6), listeners)
+        assert written == {"a": [], "b": []}  # not yet: the events that came together go together
+        await asyncio.sleep(0)
+        assert [len(w) for w in written.values()] == [1, 1]
+        assert written["a"][0].count(b"\n\n") == 2
+        assert [e.id for e in queued.channel_items["job-x"]] == [5, 6] and queued.aevent.is_set()
+
+    asyncio.run(scenario())
