@@ -6,7 +6,7 @@
 // deadline. Prints one JSON line: received, connected, errors, latencies (s), first_stamp,
 // last_recv.
 //   node bench/sse_watch.js '{"host": ..., "port": ..., "path": ..., "n": ..., "expect": ..., "timeout": ...}'
-const net = require("net");
+const { connect } = require("./sse_http");
 const { performance } = require("perf_hooks");
 
 const args = JSON.parse(process.argv[2]);
@@ -29,9 +29,7 @@ function finish() {
 
 function watch(path) {
   open++;
-  const headers = Object.entries(args.headers || {}).map(([k, v]) => `${k}: ${v}\r\n`).join("");
-  const socket = net.connect(args.port, args.host);
-  let buffer = "", started = false, got = 0, done = false;
+  let got = 0, done = false;
   const end = (error) => {
     if (done) return;
     done = true;
@@ -42,38 +40,25 @@ function watch(path) {
     socket.destroy();
     finish();
   };
-  socket.setEncoding("latin1");
-  socket.on("connect", () => socket.write(`GET ${path} HTTP/1.0\r\nHost: ${args.host}:${args.port}\r\n` +
-                                          `Accept: text/event-stream\r\n${headers}\r\n`));
-  socket.on("data", (chunk) => {
-    buffer += chunk;
-    if (!started) {
-      const head = buffer.indexOf("\r\n\r\n");
-      if (head < 0) return;
-      const status = buffer.slice(0, buffer.indexOf("\r\n"));
-      if (!status.includes(" 200 ")) return end(status);
-      started = true;
-      out.connected++;
-      buffer = buffer.slice(head + 4);
-    }
-    const last = buffer.lastIndexOf("\n\n");
-    if (last < 0) return;
-    const complete = buffer.slice(0, last);
-    buffer = buffer.slice(last + 2);
-    const t = now();
-    for (const block of complete.split("\n\n")) {
-      const stamp = STAMP.exec(block);
-      if (!stamp) continue;
-      const name = NAME.exec(block);
-      const kind = name ? name[1] : "message";
-      if (kind !== "message" && kind !== "content_job.progress") continue;
-      const s = Number(stamp[1]);
-      out.latencies.push(t - s);
-      if (out.first_stamp === undefined || s < out.first_stamp) out.first_stamp = s;
-      if (out.last_recv === undefined || t > out.last_recv) out.last_recv = t;
-      out.received++;
-      if (++got >= args.expect) return end();
-    }
+  const socket = connect(args.host, args.port, path, args.headers, {
+    onOpen: () => out.connected++,
+    onRefused: (status) => end(status),
+    onBlocks: (blocks) => {
+      const t = now();
+      for (const block of blocks) {
+        const stamp = STAMP.exec(block);
+        if (!stamp) continue;
+        const name = NAME.exec(block);
+        const kind = name ? name[1] : "message";
+        if (kind !== "message" && kind !== "content_job.progress") continue;
+        const s = Number(stamp[1]);
+        out.latencies.push(t - s);
+        if (out.first_stamp === undefined || s < out.first_stamp) out.first_stamp = s;
+        if (out.last_recv === undefined || t > out.last_recv) out.last_recv = t;
+        out.received++;
+        if (++got >= args.expect) return end();
+      }
+    },
   });
   socket.on("error", (error) => end(error.message));
   socket.on("close", () => end());

@@ -6,7 +6,7 @@
 // long after the cut each was back (its response had begun; s), and every client whose ids are
 // not exactly 1..expect (a gap or a repeat).
 //   node bench/storm.js '{"host": ..., "port": ..., "path": ..., "n": ..., "expect": ..., "headers": {...}}'
-const net = require("net");
+const { connect } = require("./sse_http");
 const { performance } = require("perf_hooks");
 
 const args = JSON.parse(process.argv[2]);
@@ -27,35 +27,21 @@ function release() {
 
 function open(client, lastId, onOpen) {
   limit(() => {
-    let headers = Object.entries(args.headers || {}).map(([k, v]) => `${k}: ${v}\r\n`).join("");
-    if (lastId !== null) headers += `Last-Event-ID: ${lastId}\r\n`;
-    const socket = net.connect(args.port, args.host);
-    let buffer = "", started = false, released = false;
+    const headers = { ...(args.headers || {}) };
+    if (lastId !== null) headers["Last-Event-ID"] = String(lastId);
+    let released = false;
     const done = () => { if (!released) { released = true; release(); } };
-    client.socket = socket;
-    socket.setEncoding("latin1");
-    socket.on("connect", () => socket.write(`GET ${args.path} HTTP/1.0\r\nHost: ${args.host}:${args.port}\r\n` +
-                                            `Accept: text/event-stream\r\n${headers}\r\n`));
-    socket.on("data", (chunk) => {
-      buffer += chunk;
-      if (!started) {
-        const head = buffer.indexOf("\r\n\r\n");
-        if (head < 0) return;
-        const status = buffer.slice(0, buffer.indexOf("\r\n"));
-        done();
-        if (!status.includes(" 200 ")) { client.error = status; socket.destroy(); return; }
-        started = true;
-        buffer = buffer.slice(head + 4);
-        onOpen();
-      }
-      const last = buffer.lastIndexOf("\n\n");
-      if (last < 0) return;
-      for (const block of buffer.slice(0, last).split("\n\n")) {
-        const id = ID.exec(block);
-        if (id) client.ids.push(Number(id[1]));
-      }
-      buffer = buffer.slice(last + 2);
+    const socket = connect(args.host, args.port, args.path, headers, {
+      onOpen: () => { done(); onOpen(); },
+      onRefused: (status) => { done(); client.error = status; socket.destroy(); },
+      onBlocks: (blocks) => {
+        for (const block of blocks) {
+          const id = ID.exec(block);
+          if (id) client.ids.push(Number(id[1]));
+        }
+      },
     });
+    client.socket = socket;
     socket.on("error", (error) => { done(); client.error = client.error || error.message; });
     socket.on("close", () => {
       done();
