@@ -258,7 +258,7 @@ class KeepAlive:
         self.streams.discard(stream)
 
     def tick(self) -> None:
-        now = self.loop.time()
+        now = time.monotonic()  # the clock of streams' `last_sent`
         for stream in self.streams:
             if now - stream.last_sent >= self.interval and not stream.quiet_due:
                 stream.quiet_due = True
@@ -296,8 +296,6 @@ class Stream:
         self.quiet_due = False  # set by KeepAlive: nothing sent for a keep-alive interval
         self.write = None  # set by `arm`: writes bytes to the client at once
         self.outbox: list[bytes] = []  # frames the fan-out took for `write` (take_direct)
-        self.outbox_after = 0  # the source's cursor before the outbox's first frame
-        self.clock = time.monotonic  # the event loop's clock, once the body runs
         self.waiting = False  # the body waits for its listener, with nothing pending
         self.listener.direct = None
 
@@ -331,8 +329,6 @@ class Stream:
         if (not self.waiting or self.write is None or channel != source.channel
                 or event.id != source.cursor + 1 or source.finished or not source.passes(event)):
             return False
-        if not self.outbox:
-            self.outbox_after = source.cursor
         source.cursor = event.id
         self.outbox.append(frame_bytes(event))
         return True
@@ -346,13 +342,15 @@ class Stream:
                 self.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
             except Exception:
                 logger.exception("a direct write failed; the stream reads those events from storage")
-                self.source.cursor = self.outbox_after
+                # Each frame taken moved the cursor on by one, and nothing else moves it while
+                # the outbox holds frames (the body sends the outbox first).
+                self.source.cursor -= len(outbox)
                 self.write = self.listener.direct = None
                 with self.manager.lock:
                     self.listener.overflow = True  # woken(): read from storage after the cursor
                     self.listener.aevent.set()
                 return
-            self.last_sent = self.clock()
+            self.last_sent = time.monotonic()
             Stream.direct_writes += 1
 
     def take_first(self) -> str:
@@ -387,10 +385,9 @@ class Stream:
         open_streams = OPEN_STREAMS.labels(source.kind)
         open_streams.inc()
         keepalive = KeepAlive.join(self)
-        clock = self.clock = keepalive.loop.time
         try:
             yield self.take_first()
-            self.last_sent = clock()
+            self.last_sent = time.monotonic()
             while not source.finished:
                 # While it waits, the fan-out may write the stream's next events itself (`arm`).
                 self.waiting = True
@@ -398,8 +395,7 @@ class Stream:
                     await listener.aevent.wait()
                 finally:
                     self.waiting = False
-                if self.write is not None:
-                    self.send_direct()  # what the fan-out took goes before anything the body sends
+                self.send_direct()  # what the fan-out took goes before anything the body sends
                 if self.quiet_due:
                     self.quiet_due = False
                     with self.manager.lock:
@@ -409,12 +405,12 @@ class Stream:
                     if quiet:
                         # Quiet for a while: say so, and make sure nothing was missed meanwhile.
                         yield await self.quiet() + ": keep-alive\n\n"
-                        self.last_sent = clock()
+                        self.last_sent = time.monotonic()
                         continue
                 text = await self.woken()
                 if text:
                     yield text
-                    self.last_sent = clock()
+                    self.last_sent = time.monotonic()
                 del text  # a waiting stream keeps no copy of what it sent last
         finally:
             listener.direct = self.write = None

@@ -28,8 +28,7 @@ def waiting_stream(write, cursor: int = 4) -> Stream:
     stream.manager = FanoutManager(10)
     stream.listener = Listener()
     stream.last_sent = 0.0
-    stream.outbox, stream.outbox_after = [], 0
-    stream.clock = lambda: 1.0
+    stream.outbox = []
     stream.arm(write)
     stream.waiting = True
     return stream
