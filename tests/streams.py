@@ -24,3 +24,14 @@ def hold_worker(server: LiveServer, api: httpx.Client) -> dict:
 def release_worker(server: LiveServer, api: httpx.Client, blocker: dict) -> None:
     cancel(api, blocker)
     server.wait_for_status(api, server.company(), blocker["jobId"], {"cancelled"})
+
+
+def release_once_watching(server: LiveServer, api: httpx.Client, blocker: dict, threads, ready, join_timeout: float):
+    """Start the watcher threads, wait at `ready` (a barrier they reach once their streams are
+    open), let the held worker go, and wait for the threads to end."""
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    release_worker(server, api, blocker)
+    for thread in threads:
+        thread.join(join_timeout)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from tests.streams import submit, cancel, hold_worker, release_worker
+from tests.streams import submit, cancel, hold_worker, release_once_watching, release_worker
 from tests.live import LiveServer
 from tests.sse_client import Received, read_stream
 
@@ -291,9 +291,13 @@ def unsigned(content: bytes) -> bytes:
     return re.sub(rb"token=[^\"&]+", b"token=...", content)
 
 
-def direct_streams(server) -> int:
+def internal_stats(server) -> dict:
     with server.client() as api:
-        return api.get("/internal/stats").json()["directStreams"]
+        return api.get("/internal/stats").json()
+
+
+def direct_streams(server) -> int:
+    return internal_stats(server)["directStreams"]
 
 
 def test_direct_stream_path_answers_byte_for_byte_like_django(server, finished_jobs):
@@ -343,11 +347,6 @@ def fields_of(body: bytes) -> list[dict]:
     return events
 
 
-def internal_stats(server) -> dict:
-    with server.client() as api:
-        return api.get("/internal/stats").json()
-
-
 def test_live_events_written_by_the_fan_out_are_the_bytes_django_sends(server):
     """While a stream served beside Django waits, the fan-out writes its next events to the
     connection itself (a burst in one write). A job bursting 300 steps is watched on its event
@@ -381,12 +380,7 @@ def test_live_events_written_by_the_fan_out_are_the_bytes_django_sends(server):
                     opened.abort()
 
             threads = [threading.Thread(target=watch, args=(i, *w)) for i, w in enumerate(watches)]
-            for thread in threads:
-                thread.start()
-            opened.wait()
-            release_worker(server, api, blocker)
-            for thread in threads:
-                thread.join(60)
+            release_once_watching(server, api, blocker, threads, opened, join_timeout=60)
         finally:
             cancel(api, blocker)
     after = internal_stats(server)
@@ -481,14 +475,9 @@ def test_clients_connecting_as_the_job_starts_miss_no_event(server):
                     results[i] = exc
 
             threads = [threading.Thread(target=watch, args=(i,)) for i in range(20)]
-            for thread in threads:
-                thread.start()
-            start.wait()
             # The worker starts the job within one of the blocker's steps: the 20 clients connect
             # while it starts and reports.
-            release_worker(server, api, blocker)
-            for thread in threads:
-                thread.join(40)
+            release_once_watching(server, api, blocker, threads, start, join_timeout=40)
         finally:
             release_worker(server, api, blocker)
         server.wait_for_status(api, server.company(), job["jobId"], {"done"})

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse, connect_sse
 
-from tests.streams import submit, cancel, hold_worker, release_worker
+from tests.streams import submit, cancel, hold_worker, release_once_watching, release_worker
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.live
@@ -136,12 +136,7 @@ def test_slow_subscriber_catches_up_and_does_not_delay_the_others(server):
 
             threads = [threading.Thread(target=watch, args=("slow", True))]
             threads += [threading.Thread(target=watch, args=(f"fast{i}", False)) for i in range(5)]
-            for thread in threads:
-                thread.start()
-            first_event.wait()
-            release_worker(server, api, blocker)
-            for thread in threads:
-                thread.join(30)
+            release_once_watching(server, api, blocker, threads, first_event, join_timeout=30)
         finally:
             cancel(api, blocker)
         server.wait_for_status(api, server.company(), job["jobId"], {"done"})
