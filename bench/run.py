@@ -48,6 +48,8 @@ SIZES = {
 RESULTS, PLOT = ("RESULTS-full.md", "latency-full.png") if FULL else ("RESULTS.md", "latency.png")
 ALT_IDLE = 1000  # idle connections in the daphne/uvicorn comparison, in both modes
 BENCH_ENV = {"NEXUS_JOB_TYPE_MODULES": "bench.jobtypes", "NEXUS_INTERNAL_STATS": "true"}
+# Node runs the load clients (bench/*.js) and the reference broadcaster when the machine has it.
+NODE = shutil.which("node") is not None
 
 rows: list[dict] = []
 samples: dict[str, list[float]] = {}
@@ -172,7 +174,7 @@ class NodeWatchers:
 
 def watchers(pool, shares: list[dict]):
     """Stamped-event watchers on Node when the machine has it, else in the Python pool."""
-    if shutil.which("node"):
+    if NODE:
         return NodeWatchers(shares)
     return pool.map_async(watch_many, shares)
 
@@ -289,7 +291,7 @@ def pickup_run(server, jobs: int = 20) -> list[float]:
 def submit_throughput(server, seconds: float, concurrency: int = 32) -> tuple[float, float]:
     """POSTs a second (202 answers) and their p99, from `concurrency` keep-alive clients: on
     Node (bench/post_load.js) when the machine has it, else httpx in this process."""
-    if shutil.which("node"):
+    if NODE:
         args = {"host": "127.0.0.1", "port": server.port, "path": f"/api/companies/{server.company()}/content-jobs",
                 "headers": {"Authorization": f"Token {server.data['token_alice']}"},
                 "body": json.dumps({"jobType": "bench.noop"}), "expect": 202, "concurrency": concurrency,
@@ -422,9 +424,6 @@ def _storm_client(args: dict, out) -> None:
 def reconnect_storm_run(server, n: int) -> dict:
     """`n` clients on one job's log stream while it emits lines; all cut at once, all coming
     back with Last-Event-ID. The lines come at about 20,000 deliveries a second in all."""
-    ctx = mp.get_context("fork")
-    manager = ctx.Manager()
-    connected, cut, out = manager.Queue(), manager.Event(), manager.Queue()
     interval_ms = max(20, n // 20)
     start_delay = 2.0 + n * 0.004  # s: time for everybody to connect first
     count = int((2.0 + 3.0 + n * 0.004) * 1000 / interval_ms)  # lines for the cut, the way back and after
@@ -435,12 +434,15 @@ def reconnect_storm_run(server, n: int) -> dict:
     procs = SIZES["client_procs"]
     shares = [{"host": "127.0.0.1", "port": server.port, "path": job["logsUrl"], "n": n // procs, "expect": count,
                "headers": headers} for _ in range(procs)]
-    if shutil.which("node"):
+    if NODE:
         clients = [subprocess.Popen(["node", str(ROOT / "bench" / "storm.js"), json.dumps(share)],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for share in shares]
         for c in clients:
             assert c.stdout.readline().strip() == "connected"
     else:
+        ctx = mp.get_context("fork")
+        manager = ctx.Manager()
+        connected, cut, out = manager.Queue(), manager.Event(), manager.Queue()
         clients = [ctx.Process(target=_storm_client, args=({**share, "queue": connected, "cut": cut}, out))
                    for share in shares]
         for c in clients:
@@ -449,7 +451,7 @@ def reconnect_storm_run(server, n: int) -> dict:
             connected.get(timeout=start_delay + 120)
     # Cut once lines have flowed for a second (a client that has some resumes after its last).
     time.sleep(max(0.0, submitted + start_delay + 1.0 - time.monotonic()))
-    if shutil.which("node"):
+    if NODE:
         for c in clients:
             c.stdin.write("cut\n")
             c.stdin.flush()
@@ -614,7 +616,7 @@ def main() -> None:
         server.destroy()
 
     # Node reference --------------------------------------------------------------------------
-    if shutil.which("node"):
+    if NODE:
         port = free_port()
         node = start(["node", "bench/baselines/node_sse.js", str(port)])
         wait_port(port)
