@@ -70,6 +70,29 @@ def test_cancel_a_running_job_from_its_page(page):
     assert "Cancelled at a checkpoint." in log_messages(page)
 
 
+def test_an_answer_that_arrives_after_the_stream_moved_on_does_not_undo_the_page(page):
+    """The cancel request's answer (running, cancel requested) is held back until the job stream
+    has shown the job cancelled: the page stays cancelled, with Retry on."""
+    job_id = submit_demo(page, steps=300, delay_ms=100)
+    page.locator(f'tr[data-job-id="{job_id}"] a').click()
+    page.wait_for_function("document.querySelectorAll('#log li').length >= 2")
+    held = []
+
+    def hold(route):
+        held.append((route, route.fetch()))  # the server cancels now; the page hears it later
+
+    page.route("**/cancel", hold)
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_function("document.getElementById('job-status').textContent === 'cancelled'")
+    route, answer = held[0]
+    assert answer.json()["status"] == "running" and answer.json()["cancelRequested"] is True
+    route.fulfill(response=answer)
+    page.wait_for_timeout(300)  # time for the page to take the answer in
+    assert page.locator("#job-status").inner_text() == "cancelled"
+    assert page.get_by_role("button", name="Retry").is_enabled()
+    assert page.get_by_role("button", name="Cancel").is_disabled()
+
+
 def job_count(server) -> int:
     with server.client("alice") as client:
         return len(client.get(f"/api/companies/{server.company()}/content-jobs", params={"pageSize": 500}).json()["results"])

@@ -266,10 +266,15 @@
     });
     search.addEventListener("input", () => log.querySelectorAll("li").forEach(applySearch));
 
+    let streamed = 0;  // job-stream events shown so far
     async function act(verb) {
+      const before = streamed;
       const {ok, data} = await api("POST", `${url}/${verb}`);
       $("action-error").textContent = ok ? "" : ((data && data.detail) || `Could not ${verb}.`);
-      if (ok) showJob(data);
+      // The job stream carries every change, this one too. Once it has shown an event while
+      // the request was out, the page follows the stream alone: the answer may be older than
+      // what is shown (a stream can deliver "cancelled" before the cancel request's answer).
+      if (ok && streamed === before) showJob(data);
     }
     if ($("cancel")) $("cancel").addEventListener("click", () => act("cancel"));
     if ($("retry")) $("retry").addEventListener("click", async () => { await act("retry"); openStreams(); });
@@ -285,7 +290,7 @@
       conn.watch("job", jobEs, () => terminal);
       for (const name of ["content_job.status", "content_job.running", "content_job.progress",
                           "content_job.done", "content_job.failed", "content_job.cancelled"]) {
-        jobEs.addEventListener(name, (e) => showJob(JSON.parse(e.data)));
+        jobEs.addEventListener(name, (e) => { streamed++; showJob(JSON.parse(e.data)); });
       }
       logEs = new EventSource(job.logsUrl);
       conn.watch("log", logEs, () => terminal);
