@@ -3,6 +3,7 @@ import re
 
 import pytest
 
+from tests.browser import record_browser_log
 from tests.live import ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
@@ -11,9 +12,10 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture
-def page(browser, server):
+def page(browser, server, request):
     context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    record_browser_log(page, request.node)
     page.set_default_timeout(30_000)
     page.goto("/console/")
     page.get_by_label("Username").fill("alice")
@@ -137,6 +139,35 @@ def test_the_job_page_shows_reconnecting_and_resumes_without_duplicates_after_a_
     ids = [int(i) for i in page.eval_on_selector_all("#log li", "els => els.map(e => e.dataset.eventId)")]
     assert ids == list(range(1, 42))  # every line exactly once, in order
     assert log_messages(page) == [f"step {i}/40" for i in range(1, 41)] + ["finished"]
+
+
+def test_a_stream_refused_by_the_server_is_opened_again_from_where_it_stopped(page, server):
+    """An answer other than 200 closes an EventSource for good (a proxy's 502, a 503 while the
+    server restarts): the page opens such a stream again, from the last line it showed."""
+    job_id = submit_demo(page, steps=30, delay_ms=100)
+    page.locator(f'tr[data-job-id="{job_id}"] a').click()
+    page.wait_for_function("document.querySelectorAll('#log li').length >= 3")
+    asked = []
+
+    def refuse_the_first(route):
+        asked.append(route.request.url)
+        if len(asked) == 1:
+            route.fulfill(status=503, content_type="application/json", body='{"code": "unavailable"}')
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/jobs/[^/]+/logs\?"), refuse_the_first)
+    server.stop()  # the log stream drops; the browser's own reconnect is answered 503
+    page.wait_for_function("document.getElementById('conn').textContent === 'reconnecting…'")
+    server.start()
+    page.wait_for_function("document.getElementById('job-status').textContent === 'done'", timeout=60_000)
+    page.wait_for_function("document.querySelectorAll('#log li').length === 31")
+    ids = [int(i) for i in page.eval_on_selector_all("#log li", "els => els.map(e => e.dataset.eventId)")]
+    assert ids == list(range(1, 32))
+    assert "lastEventId=" not in asked[0]  # the browser's reconnect sends Last-Event-ID as a header
+    shown = int(re.search(r"lastEventId=(\d+)", asked[1]).group(1))
+    assert shown >= 3  # opened again after the lines already shown, not from the start
+    page.wait_for_function("document.getElementById('conn').hidden")
 
 
 def test_the_console_is_readable_at_phone_width(browser, server):

@@ -40,12 +40,12 @@
       // `ended()` says the stream was expected to close (the job is over): its reconnect, which
       // the server answers with 204, is no outage.
       watch(name, es, ended) {
-        es.addEventListener("open", () => { failing.delete(name); this.render(); });
-        es.addEventListener("error", () => {
-          if (es.readyState === EventSource.CONNECTING && !(ended && ended())) failing.add(name);
-          else failing.delete(name);
-          this.render();
-        });
+        es.addEventListener("open", () => this.set(name, true));
+        es.addEventListener("error", () => this.set(name, es.readyState === EventSource.OPEN || (ended && ended())));
+      },
+      set(name, ok) {
+        if (ok) failing.delete(name); else failing.add(name);
+        this.render();
       },
       render() {
         box.hidden = failing.size === 0;
@@ -53,6 +53,44 @@
       },
     };
   }
+
+  /* An EventSource that is opened again when the browser gives up on it. The browser retries
+     by itself after a dropped connection, but an answer other than 200 (a 502 from a proxy, a
+     503 while the server restarts) closes an EventSource for good. Here it is opened again
+     after a pause (1 s, doubling up to 30 s), from the last event it delivered, unless
+     `ended()` says the stream closed on purpose (the job is over). */
+  function liveStream(url, name, conn, ended) {
+    const handlers = [];
+    let es = null, lastId = "", pause = 1000, timer = null, closed = false;
+    function open() {
+      timer = null;
+      const from = lastId ? `${url.includes("?") ? "&" : "?"}lastEventId=${encodeURIComponent(lastId)}` : "";
+      const source = es = new EventSource(url + from);
+      conn.watch(name, source, ended);
+      source.addEventListener("open", () => { pause = 1000; });
+      source.addEventListener("error", () => {
+        if (source !== es || closed || source.readyState !== EventSource.CLOSED || (ended && ended())) return;
+        timer = setTimeout(open, pause);
+        pause = Math.min(pause * 2, 30000);
+      });
+      for (const [event, handler] of handlers) source.addEventListener(event, handler);
+    }
+    return {
+      on(event, handle) {
+        handlers.push([event, (e) => { if (e.lastEventId) lastId = e.lastEventId; handle(e); }]);
+        return this;
+      },
+      start() { open(); return this; },
+      close() {
+        closed = true;
+        clearTimeout(timer);
+        if (es) es.close();
+      },
+    };
+  }
+
+  const JOB_EVENTS = ["content_job.status", "content_job.running", "content_job.progress",
+                      "content_job.done", "content_job.failed", "content_job.cancelled"];
 
   function setProgress(container, bar, text, job) {
     const pct = Math.max(0, Math.min(100, job.progress || 0));
@@ -141,13 +179,9 @@
     load(true);
 
     // One EventSource on the company stream moves every row.
-    const conn = connectionIndicator();
-    const es = new EventSource(`/api/companies/${companyId}/events`);
-    conn.watch("company", es);
-    for (const name of ["content_job.status", "content_job.running", "content_job.progress",
-                        "content_job.done", "content_job.failed", "content_job.cancelled"]) {
-      es.addEventListener(name, (e) => upsert(JSON.parse(e.data), true));
-    }
+    const company = liveStream(`/api/companies/${companyId}/events`, "company", connectionIndicator());
+    for (const name of JOB_EVENTS) company.on(name, (e) => upsert(JSON.parse(e.data), true));
+    company.start();
 
     // Submit forms generated from each job type's params.
     const picker = document.getElementById("job-type");
@@ -279,22 +313,24 @@
     if ($("cancel")) $("cancel").addEventListener("click", () => act("cancel"));
     if ($("retry")) $("retry").addEventListener("click", async () => { await act("retry"); openStreams(); });
 
-    let jobEs = null, logEs = null;
+    let jobStream = null, logStream = null, pause = 1000;
     async function openStreams() {
-      const {ok, data: job} = await api("GET", url);
-      if (!ok) return;
-      showJob(job);
-      if (jobEs) jobEs.close();
-      if (logEs) logEs.close();
-      jobEs = new EventSource(job.eventsUrl);
-      conn.watch("job", jobEs, () => terminal);
-      for (const name of ["content_job.status", "content_job.running", "content_job.progress",
-                          "content_job.done", "content_job.failed", "content_job.cancelled"]) {
-        jobEs.addEventListener(name, (e) => { streamed++; showJob(JSON.parse(e.data)); });
+      if (jobStream) jobStream.close();
+      if (logStream) logStream.close();
+      const {ok, data: job} = await api("GET", url).catch(() => ({ok: false}));
+      conn.set("job", ok);
+      if (!ok) {  // the server is away or failing: ask again, less and less often
+        setTimeout(openStreams, pause);
+        pause = Math.min(pause * 2, 30000);
+        return;
       }
-      logEs = new EventSource(job.logsUrl);
-      conn.watch("log", logEs, () => terminal);
-      logEs.onmessage = (e) => addLine(JSON.parse(e.data).log);
+      pause = 1000;
+      showJob(job);
+      jobStream = liveStream(job.eventsUrl, "job", conn, () => terminal);
+      for (const name of JOB_EVENTS) jobStream.on(name, (e) => { streamed++; showJob(JSON.parse(e.data)); });
+      jobStream.start();
+      logStream = liveStream(job.logsUrl, "log", conn, () => terminal)
+        .on("message", (e) => addLine(JSON.parse(e.data).log)).start();
     }
     openStreams();
   }
