@@ -4,6 +4,7 @@ Missing chromium: skipped with a message naming the Debian package, except in CI
 where it fails the run.
 """
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,19 @@ def require_chromium() -> None:
 def launch(playwright):
     require_chromium()
     return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+
+
+def record_browser_log(page, node) -> None:
+    """Keep the page's console messages, answers of 400 and up, and failed requests on the test
+    item (`node.browser_log`): a failed test shows them (tests/conftest.py)."""
+    log = node.browser_log = []
+    start = time.monotonic()
+
+    def note(text: str) -> None:
+        log.append(f"{time.monotonic() - start:7.2f}s {text}")
+
+    page.on("console", lambda message: note(f"console.{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: note(f"page error: {error}"))
+    page.on("requestfailed", lambda r: note(f"request failed: {r.method} {r.url} ({r.failure})"))
+    page.on("response", lambda r: r.status >= 400 and note(f"answer {r.status}: {r.request.method} {r.url}"))
+    page.on("framenavigated", lambda frame: frame.parent_frame is None and note(f"page: {frame.url}"))

@@ -123,6 +123,24 @@ def live_server_proc(tmp_path_factory):
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used a live server shows the end of that server's log, and a browser
+    test what its page logged and which requests failed: CI keeps no files."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    server = getattr(item, "funcargs", {}).get("server")
+    log_path = getattr(server, "log_path", None)
+    if log_path is not None and log_path.exists():
+        tail = log_path.read_text(errors="replace").splitlines()[-80:]
+        report.sections.append(("server log (last 80 lines)", "\n".join(tail)))
+    browser_log = getattr(item, "browser_log", None)
+    if browser_log:
+        report.sections.append(("browser", "\n".join(browser_log[-80:])))
+
+
 @pytest.fixture
 def server(live_server_proc) -> LiveServer:
     """The shared live server (modules that need a server of their own define `server` themselves)."""
