@@ -68,8 +68,6 @@ def test_metrics_are_refused_to_other_addresses_without_the_token(client, settin
 def test_open_streams_are_counted_by_kind(live_server_proc):
     import httpx
 
-    from tests.sse_client import read_stream
-
     with live_server_proc.client("alice") as client:
         company = live_server_proc.company()
         job = client.post(f"/api/companies/{company}/content-jobs",

@@ -10,7 +10,6 @@ import pytest
 from httpx_sse import aconnect_sse, connect_sse
 
 from tests.streams import submit, cancel, hold_worker, release_once_watching, release_worker
-from tests.live import LiveServer
 
 pytestmark = pytest.mark.live
 

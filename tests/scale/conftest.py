@@ -1,6 +1,5 @@
 """A small cluster for the fault tests: web processes and workers on PostgreSQL and a private
 Redis (its own redis-server on a free port, so restarting it disturbs no other test)."""
-import os
 import shutil
 import signal
 import subprocess
