@@ -313,14 +313,17 @@
     if ($("cancel")) $("cancel").addEventListener("click", () => act("cancel"));
     if ($("retry")) $("retry").addEventListener("click", async () => { await act("retry"); openStreams(); });
 
-    let jobStream = null, logStream = null, pause = 1000;
+    let jobStream = null, logStream = null, pause = 1000, again = null, opening = 0;
     async function openStreams() {
+      const mine = ++opening;  // a later call (Retry, a timer) supersedes this one
+      clearTimeout(again);
       if (jobStream) jobStream.close();
       if (logStream) logStream.close();
       const {ok, data: job} = await api("GET", url).catch(() => ({ok: false}));
+      if (mine !== opening) return;
       conn.set("job", ok);
       if (!ok) {  // the server is away or failing: ask again, less and less often
-        setTimeout(openStreams, pause);
+        again = setTimeout(openStreams, pause);
         pause = Math.min(pause * 2, 30000);
         return;
       }
