@@ -26,6 +26,7 @@ from django_eventstream.views import Listener, get_listener_manager
 from rest_framework.authtoken.models import Token
 
 from .api_errors import problem_response
+from .lean_asyncio import LeanEvent
 from .stream_hub import hub
 from .stream_storage import ProjectStorage
 
@@ -283,6 +284,7 @@ class Stream:
         self.source = source
         self.manager = get_listener_manager()
         self.listener = Listener()
+        self.listener.aevent = LeanEvent()  # 760 bytes less per stream (see lean_asyncio)
         self.listener.channels = set(source.listen)
         self.listener.assign_loop()
         self.manager.add_listener(self.listener)

@@ -12,10 +12,21 @@ daphne writes each response chunk through `twisted.web.http.Request.write`, look
 module `twisted.web.http`, which Twisted wraps in a deprecation proxy whose attribute lookup
 is Python code: another twelfth of the event loop under the same load. `install()` points
 daphne's module at the wrapped module itself.
+
+daphne gives every connection an `asyncio.Queue` for its incoming messages, four empty deques of
+760 bytes each for as long as the connection lasts; `install()` has daphne's server make a
+`LeanQueue` instead (content_jobs.lean_asyncio: the same class on lists), by giving the module
+`daphne.server` an `asyncio` namespace of its own whose `Queue` is that one.
 """
+import asyncio
+import types
+
 import daphne.http_protocol
+import daphne.server
 from twisted.internet import tcp
 from twisted.python import deprecate
+
+from content_jobs.lean_asyncio import LeanQueue
 
 
 class ImmediateServer(tcp.Server):
@@ -40,3 +51,8 @@ def install() -> None:
     proxy = daphne.http_protocol.http
     if isinstance(proxy, deprecate._ModuleProxy):
         daphne.http_protocol.http = deprecate._InternalState(proxy)._module
+    if daphne.server.asyncio is asyncio:
+        namespace = types.ModuleType("asyncio", "asyncio, with LeanQueue as Queue (for daphne.server)")
+        namespace.__dict__.update({k: v for k, v in vars(asyncio).items() if not k.startswith("__")})
+        namespace.Queue = LeanQueue
+        daphne.server.asyncio = namespace
