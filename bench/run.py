@@ -216,7 +216,12 @@ def latency_run(pool, server, subscribers: int, kind: str = "log", count: int | 
 def fanout_run(pool, port: int, path: str, subscribers: int, burst: int, trigger, timeout=60) -> dict:
     pending = fan_watchers(pool, port, path, subscribers, burst, timeout=timeout)
     time.sleep(1.0 + subscribers / 400)  # everybody connected
-    trigger()
+    try:
+        trigger()
+    except httpx.TimeoutException:
+        # A server too slow to finish its burst in time (stock django-eventstream with 1,000
+        # subscribers on a slow day): what reached the clients is counted, the rest is lost.
+        print(f"  (the burst's trigger timed out on port {port}; counted what arrived)")
     result = merge(pending.get())
     span = result.get("last_recv", 0) - result.get("first_stamp", 0)
     result["rate"] = result["received"] / span if span > 0 else float("nan")
