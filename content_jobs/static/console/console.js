@@ -54,24 +54,33 @@
     };
   }
 
+  /* How long to wait before trying again: 1 s, doubling up to 30 s; back to 1 s once it works. */
+  function backoff() {
+    let pause = 1000;
+    return {
+      next() { const wait = pause; pause = Math.min(pause * 2, 30000); return wait; },
+      reset() { pause = 1000; },
+    };
+  }
+
   /* An EventSource that is opened again when the browser gives up on it. The browser retries
      by itself after a dropped connection, but an answer other than 200 (a 502 from a proxy, a
      503 while the server restarts) closes an EventSource for good. Here it is opened again
-     after a pause (1 s, doubling up to 30 s), from the last event it delivered, unless
+     after a pause (`backoff`), from the last event it delivered, unless
      `ended()` says the stream closed on purpose (the job is over). */
   function liveStream(url, name, conn, ended) {
     const handlers = [];
-    let es = null, lastId = "", pause = 1000, timer = null, closed = false;
+    const pause = backoff();
+    let es = null, lastId = "", timer = null, closed = false;
     function open() {
       timer = null;
       const from = lastId ? `${url.includes("?") ? "&" : "?"}lastEventId=${encodeURIComponent(lastId)}` : "";
       const source = es = new EventSource(url + from);
       conn.watch(name, source, ended);
-      source.addEventListener("open", () => { pause = 1000; });
+      source.addEventListener("open", () => pause.reset());
       source.addEventListener("error", () => {
         if (source !== es || closed || source.readyState !== EventSource.CLOSED || (ended && ended())) return;
-        timer = setTimeout(open, pause);
-        pause = Math.min(pause * 2, 30000);
+        timer = setTimeout(open, pause.next());
       });
       for (const [event, handler] of handlers) source.addEventListener(event, handler);
     }
@@ -313,7 +322,8 @@
     if ($("cancel")) $("cancel").addEventListener("click", () => act("cancel"));
     if ($("retry")) $("retry").addEventListener("click", async () => { await act("retry"); openStreams(); });
 
-    let jobStream = null, logStream = null, pause = 1000, again = null, opening = 0;
+    const pause = backoff();
+    let jobStream = null, logStream = null, again = null, opening = 0;
     async function openStreams() {
       const mine = ++opening;  // a later call (Retry, a timer) supersedes this one
       clearTimeout(again);
@@ -323,11 +333,10 @@
       if (mine !== opening) return;
       conn.set("job", ok);
       if (!ok) {  // the server is away or failing: ask again, less and less often
-        again = setTimeout(openStreams, pause);
-        pause = Math.min(pause * 2, 30000);
+        again = setTimeout(openStreams, pause.next());
         return;
       }
-      pause = 1000;
+      pause.reset();
       showJob(job);
       jobStream = liveStream(job.eventsUrl, "job", conn, () => terminal);
       for (const name of JOB_EVENTS) jobStream.on(name, (e) => { streamed++; showJob(JSON.parse(e.data)); });
