@@ -130,11 +130,11 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if not report.failed:
         return
-    server = getattr(item, "funcargs", {}).get("server")
-    log_path = getattr(server, "log_path", None)
-    if log_path is not None and log_path.exists():
-        tail = log_path.read_text(errors="replace").splitlines()[-80:]
-        report.sections.append(("server log (last 80 lines)", "\n".join(tail)))
+    servers = {id(v): v for v in getattr(item, "funcargs", {}).values() if isinstance(v, LiveServer)}
+    for server in servers.values():  # `server`, `live_server_proc`, a module's own, ...
+        if server.log_path is not None and server.log_path.exists():
+            tail = server.log_path.read_text(errors="replace").splitlines()[-80:]
+            report.sections.append((f"server log, port {server.port} (last 80 lines)", "\n".join(tail)))
     browser_log = getattr(item, "browser_log", None)
     if browser_log:
         report.sections.append(("browser", "\n".join(browser_log[-80:])))

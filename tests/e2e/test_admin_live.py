@@ -3,16 +3,19 @@ import re
 
 import pytest
 
+from tests.browser import record_browser_log
+
 pytestmark = [pytest.mark.browser, pytest.mark.live]
 
 
-def test_the_admin_job_page_receives_live_lines_and_progress(browser, server):
+def test_the_admin_job_page_receives_live_lines_and_progress(browser, server, request):
     with server.client("alice") as client:
         job = client.post(f"/api/companies/{server.company()}/content-jobs",
                           json={"jobType": "demo.steps", "params": {"steps": 300, "delayMs": 100}}).json()
     context = browser.new_context(base_url=server.url)
     try:
         page = context.new_page()
+        record_browser_log(page, request.node)
         page.set_default_timeout(30_000)
         page.goto("/admin/login/")
         page.fill("#id_username", "root")

@@ -170,9 +170,10 @@ def test_a_stream_refused_by_the_server_is_opened_again_from_where_it_stopped(pa
     page.wait_for_function("document.getElementById('conn').hidden")
 
 
-def test_the_console_is_readable_at_phone_width(browser, server):
+def test_the_console_is_readable_at_phone_width(browser, server, request):
     context = browser.new_context(base_url=server.url, viewport={"width": 390, "height": 844})
     page = context.new_page()
+    record_browser_log(page, request.node)
     page.goto("/console/login/")
     page.get_by_label("Username").fill("alice")
     page.get_by_label("Password").fill("pw-alice")
