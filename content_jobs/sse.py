@@ -2,7 +2,7 @@
 
 A stream registers a django-eventstream Listener for its channels and makes the process's hub
 join the channel-layer group *before* it checks access and reads storage (one trip to a
-thread), so nothing committed after that read is missed; what arrives twice is dropped by id.
+thread, shared with the streams that open at the same time: `Opener`), so nothing committed after that read is missed; what arrives twice is dropped by id.
 Ids are gapless per channel, so a live event whose id jumps ahead tells the stream it missed
 some (a full listener queue, a layer outage): it reads them from storage. While it waits, a
 stream holds no thread and no database connection: only the listener's asyncio event, with a
@@ -12,6 +12,7 @@ an event costs no timer of its own.
 """
 import asyncio
 import logging
+import threading
 import time
 import weakref
 from collections.abc import AsyncIterator
@@ -90,13 +91,14 @@ def parse_last_event_id(request) -> int | None:
 
 def request_user(request):
     """The user of an `Authorization: Token` header or a session; None when there is neither.
-    Synchronous: call it in the request's thread (see in_thread)."""
+    Synchronous: call it in a thread (see Opener)."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
         keyword, _, key = header.partition(" ")
         if keyword != "Token" or not key.strip():
             raise StreamError(401, "authentication_failed", "Invalid Authorization header.")
-        token = Token.objects.select_related("user").filter(key=key.strip()).first()
+        key = key.strip()
+        token = shared(("token", key), lambda: Token.objects.select_related("user").filter(key=key).first())
         if token is None or not token.user.is_active:
             raise StreamError(401, "authentication_failed", "Invalid token.")
         return token.user
@@ -118,8 +120,9 @@ def _closing(fn, *args):
 async def in_thread(fn, *args):
     """Run `fn`, database work, in the request's thread in one go, and hand the connection back.
 
-    A stream's checks and reads are each one such call: every hand-off between the event loop
-    and a thread costs more than the queries themselves."""
+    A stream's later reads are each one such call (its checks and first read go through
+    `Opener`): every hand-off between the event loop and a thread costs more than the queries
+    themselves."""
     return await sync_to_async(_closing)(fn, *args)
 
 
@@ -131,7 +134,18 @@ def sse_response(content: AsyncIterator[str]) -> StreamingHttpResponse:
 
 
 def read_after(channel: str, last_id: int) -> list[Event]:
-    """Every stored event of `channel` after `last_id`, in order (in the request's thread)."""
+    """Every stored event of `channel` after `last_id`, in order (in a thread). In a batch of
+    stream opens, a channel is read once, from the lowest cursor asked for (see `shared`)."""
+    memo = getattr(_opening, "memo", None)
+    if memo is None:
+        return _read_after(channel, last_id)
+    read = memo.get(("events", channel))
+    if read is None or read[0] > last_id:
+        read = memo[("events", channel)] = (last_id, _read_after(channel, last_id))
+    return [event for event in read[1] if event.id > last_id]
+
+
+def _read_after(channel: str, last_id: int) -> list[Event]:
     out: list[Event] = []
     while True:
         page = storage.get_events(channel, last_id, limit=PAGE)
@@ -161,6 +175,110 @@ async def latest_stored_id(channel: str) -> int:
     return await asyncio.shield(entry[1])
 
 
+# Opening streams in batches ----------------------------------------------------------------
+# A stream's checks and first read (Source.start) go to a thread in batches: the opens that
+# arrive while a batch runs go together in the next one, and what they look up (a token, a
+# job, a membership, a channel's stored events) is read once for the whole batch. Ten thousand
+# clients that come back at once to one job after a network blip cost a few hundred thread
+# trips and a few queries a batch, not four queries and a thread trip apiece, and the event
+# loop no longer waits behind eight threads that queue for the interpreter lock. Each batch
+# starts after its streams listen, so a read shared by the batch misses nothing any of them
+# needs (what is stored later reaches them live).
+_opening = threading.local()
+
+
+def shared(key, read):
+    """`read()`, or what it returned for the same key earlier in this batch of stream opens."""
+    memo = getattr(_opening, "memo", None)
+    if memo is None:
+        return read()
+    if key not in memo:
+        memo[key] = read()
+    return memo[key]
+
+
+def _start_all(loop: asyncio.AbstractEventLoop, batch: list) -> None:
+    """Source.start of each (source, request, waiter) of a batch, in order, sharing reads; the
+    waiters are told on the loop, whatever became of the coroutine that sent the batch."""
+    results = []
+    _opening.memo = {}
+    try:
+        for source, request, waiter in batch:
+            if waiter.done():
+                continue  # the client went while it waited
+            try:
+                results.append((waiter, source.start(request), None))
+            except Exception as exc:
+                results.append((waiter, None, exc))
+    finally:
+        _opening.memo = None
+        loop.call_soon_threadsafe(_settle, results)
+
+
+def _settle(results: list) -> None:
+    for waiter, frames, error in results:
+        if waiter.done():
+            continue
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(frames)
+
+
+class Opener:
+    """The stream opens of one event loop. One batch runs at a time, in the thread of the
+    request that leads it (a request's thread, as any of its database work): the first open
+    while none runs; when a batch is over, the first open still waiting leads the next."""
+
+    LEAD = object()  # what a waiting open is told when it is to lead the next batch
+    openers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Opener]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.pending: list = []
+        self.running = False
+
+    @classmethod
+    async def start(cls, source: "Source", request) -> list[str]:
+        loop = asyncio.get_running_loop()
+        opener = cls.openers.get(loop)
+        if opener is None:
+            opener = cls.openers[loop] = cls(loop)
+        while True:
+            waiter = loop.create_future()
+            opener.pending.append((source, request, waiter))
+            if not opener.running:
+                await opener.lead()
+            try:
+                outcome = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is cls.LEAD:
+                    opener.hand_over()  # it was to lead the next batch: the next in line does
+                raise
+            if outcome is not cls.LEAD:
+                return outcome
+
+    async def lead(self) -> None:
+        self.running = True
+        batch, self.pending = self.pending, []
+        try:
+            await in_thread(_start_all, self.loop, batch)
+        finally:
+            # Cancelled (the leader's client went), the batch goes on in its thread and its
+            # waiters are still told; the next batch may start meanwhile.
+            self.running = False
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        """The first open still waiting leads the next batch (it queues again and finds none
+        running); an open that arrives first leads it instead, which is as good."""
+        while self.pending:
+            _, _, waiter = self.pending.pop(0)
+            if not waiter.done():
+                waiter.set_result(self.LEAD)
+                return
+
+
 class NoContent(Exception):
     """The client has everything there is and ever will be: 204, and EventSource stops."""
 
@@ -184,19 +302,19 @@ class Source:
 
     def check(self, request) -> None:
         """May the caller watch, and is there anything to send? Raises StreamError or
-        NoContent (in the request's thread)."""
+        NoContent (in the stream-open thread, see Opener)."""
 
     def start(self, request) -> list[str]:
-        """The checks, then the first frames: one trip to the request's thread."""
+        """The checks, then the first frames, in one go (see Opener)."""
         self.check(request)
         return self.open()
 
     def open(self) -> list[str]:
-        """The first frames, read once the stream listens (in the request's thread)."""
+        """The first frames, read once the stream listens (in a thread)."""
         return self.read_new()
 
     def read_new(self) -> list[str]:
-        """The frames of the stored events after the cursor (in the request's thread)."""
+        """The frames of the stored events after the cursor (in a thread)."""
         return [self.accept(event) for event in read_after(self.channel, self.cursor) if not self.finished]
 
     async def catch_up(self) -> list[str]:
@@ -308,7 +426,7 @@ class Stream:
             if not stream.joining.done():  # joined already: no trip through the loop's self-pipe
                 await asyncio.wrap_future(stream.joining)
             stream.joining.result()  # a failed join raises here
-            frames = await in_thread(source.start, request)
+            frames = await Opener.start(source, request)
         except BaseException:
             stream.close()
             raise

@@ -4,7 +4,8 @@ from django.http import Http404
 from . import events
 from .models import TERMINAL_EVENT_TYPES, Company, ContentJob, Membership
 from .representation import job_representation
-from .sse import NoContent, Source, Stream, StreamError, named_frame, parse_last_event_id, request_user, stream_view
+from .sse import (NoContent, Source, Stream, StreamError, named_frame, parse_last_event_id, request_user, shared,
+                  stream_view)
 from .tenancy import parse_uuid
 from .tokens import TokenError, job_id_from_stream_token
 
@@ -68,10 +69,10 @@ class CompanyEvents(Source):
         return [] if self.fresh else self.read_new()
 
 
-# The checks before a stream starts run in the request's thread, in one go with its first read
-# (see Source.start).
-def find_job(company_id, job_id) -> ContentJob:
-    job = ContentJob.objects.filter(pk=job_id, company_id=company_id).first()
+# The checks before a stream starts run in one go with its first read, in a batch of stream
+# opens whose lookups are shared (see content_jobs.sse.Opener).
+def find_job(job_id) -> ContentJob:
+    job = shared(("job", job_id), lambda: ContentJob.objects.filter(pk=job_id).first())
     if job is None:
         raise StreamError(404, "not_found", "Not found.")
     return job
@@ -98,13 +99,17 @@ def authorize_job_stream(request, job: ContentJob, user) -> None:
         if token_job_id != str(job.pk):
             raise StreamError(403, "token_wrong_job", "This stream token belongs to another job.")
         return
-    if not Membership.objects.filter(user=user, company_id=job.company_id).exists():
+    member = shared(("member", user.pk, job.company_id),
+                    lambda: Membership.objects.filter(user=user, company_id=job.company_id).exists())
+    if not member:
         raise StreamError(404, "not_found", "Not found.")
 
 
 def job_stream_access(request, company_id, job_id) -> ContentJob:
     user = stream_credentials(request)
-    job = find_job(company_id, job_id)
+    job = find_job(job_id)
+    if job.company_id != company_id:
+        raise StreamError(404, "not_found", "Not found.")
     authorize_job_stream(request, job, user)
     return job
 
@@ -113,7 +118,8 @@ def company_stream_access(request, company_id) -> Company:
     user = request_user(request)
     if user is None:
         raise StreamError(401, "not_authenticated", "Authentication credentials were not provided.")
-    membership = Membership.objects.select_related("company").filter(user=user, company_id=company_id).first()
+    membership = shared(("membership", user.pk, company_id),
+                        lambda: Membership.objects.select_related("company").filter(user=user, company_id=company_id).first())
     if membership is None:
         raise StreamError(404, "not_found", "Not found.")
     return membership.company

@@ -1,8 +1,8 @@
 """The log stream of a job: stored lines, then live ones, then the end once the job is over."""
 from content_jobs import events
 from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob
-from content_jobs.sse import NoContent, Source, StreamError, parse_last_event_id, stream_view
-from content_jobs.streams import authorize_job_stream, path_uuid, stream_credentials
+from content_jobs.sse import NoContent, Source, parse_last_event_id, stream_view
+from content_jobs.streams import authorize_job_stream, find_job, path_uuid, stream_credentials
 
 
 class JobLogLines(Source):
@@ -39,9 +39,7 @@ class JobLogLines(Source):
 def log_stream_access(request, job_id) -> ContentJob:
     """The job, once the caller may watch it."""
     user = stream_credentials(request)
-    job = ContentJob.objects.filter(pk=job_id).first()
-    if job is None:
-        raise StreamError(404, "not_found", "Not found.")
+    job = find_job(job_id)
     authorize_job_stream(request, job, user)
     return job
 

@@ -5,7 +5,8 @@ own work. It runs the request_started and request_finished signals in the reques
 hand-offs to a thread), a temporary file for the empty body, nine middleware, two tasks kept
 for the connection's lifetime, and a response object around the body. Here a stream request
 that needs none of that is served by the same code (content_jobs.sse.Stream, the same checks,
-the same frames) straight over ASGI: one hand-off to a thread for its checks and first read.
+the same frames) straight over ASGI: its checks and first read go to a thread in one hand-off,
+shared with the streams that open at the same time (content_jobs.sse.Opener).
 
 Served here: GET on a stream route (a URL whose view is a `stream_view`), authenticated by an
 `Authorization` header or a `token` query parameter, with no `Origin` header. Everything else

@@ -1,4 +1,5 @@
 """The log stream over real HTTP, read by a real SSE client from a real server process."""
+import asyncio
 import json
 import re
 from datetime import datetime
@@ -155,3 +156,42 @@ def test_lines_appended_over_the_api_reach_a_watching_client_live(server):
     assert outside == [posted]
     assert outside[0]["severity"] == "warning"
     assert got[-1][1]["event_message"] == "Cancelled at a checkpoint."
+
+
+def test_clients_coming_back_together_each_get_exactly_the_lines_after_their_own_id(server):
+    """Hundreds of reconnects at once (their checks and first reads share batches): each gets
+    the lines after its own Last-Event-ID and the end, whether it holds a stream token or an API
+    token, and clients that hang up before their stream opens hold up no one."""
+    job = finished_job(server, steps=30)
+    response, body, frames = raw_frames(server, job["logsUrl"])
+    retry, lines = frames[0], frames[1:]
+    assert retry.startswith("retry: ") and len(lines) == 31
+    bare_url = job["logsUrl"].split("?")[0]
+    api_token = {"Authorization": f"Token {server.data['token_alice']}"}
+    request = f"GET {job['logsUrl']} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+
+    async def resume(client: httpx.AsyncClient, last: int, with_api_token: bool):
+        url, headers = (bare_url, api_token) if with_api_token else (job["logsUrl"], {})
+        response = await client.get(url, headers={**headers, "Last-Event-ID": str(last)})
+        return last, response.status_code, response.text
+
+    async def hang_up():
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(request)
+        await writer.drain()
+        writer.close()
+
+    async def main():
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+            resumes = [resume(client, i % 33, i % 2 == 0) for i in range(300)]
+            gone = [hang_up() for _ in range(100)]
+            results = await asyncio.gather(*resumes, *gone)
+        return results[:300]
+
+    for last, status, text in asyncio.run(main()):
+        if last >= 31:
+            assert (status, text) == (204, ""), last
+        else:
+            assert status == 200, (last, text)
+            assert text == retry + "".join(lines[last:]), last
