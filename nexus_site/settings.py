@@ -209,6 +209,9 @@ NEXUS_SSE_RETRY_MS = env_int("NEXUS_SSE_RETRY_MS", 2000)
 # nexus_site.asgi_streams); false sends every stream through Django's middleware.
 NEXUS_DIRECT_STREAMS = env_bool("NEXUS_DIRECT_STREAMS", True)
 NEXUS_INTERNAL_STATS = env_bool("NEXUS_INTERNAL_STATS", False)
+# The web process's garbage collector (gc.set_threshold), collecting less often than Python's
+# 700,10,10 (see content_jobs/management/commands/serve.py); empty keeps Python's.
+NEXUS_GC_THRESHOLDS = [int(v) for v in env_list("NEXUS_GC_THRESHOLDS", ["10000", "10", "100"])]
 # /metrics answers requests from these networks, or with `Authorization: Bearer <token>`.
 NEXUS_METRICS_ALLOWED_NETWORKS = env_list("NEXUS_METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
 NEXUS_METRICS_TOKEN = os.environ.get("NEXUS_METRICS_TOKEN", "")

@@ -1,4 +1,5 @@
 """Serve the ASGI app with daphne; in the embedded default, run the task worker beside it."""
+import gc
 import os
 
 from daphne.cli import CommandLineInterface
@@ -28,7 +29,25 @@ class Command(BaseCommand):
         if not access_log:
             argv += ["--verbosity", "0"]
         transport.install()
+        tune_gc()
         try:
             CommandLineInterface().run([*argv, "nexus_site.asgi:application"])
         finally:
             worker.stop_embedded()
+
+
+def tune_gc() -> None:
+    """Collect garbage less often than Python does by default.
+
+    A web process holds many long-lived objects per connection. CPython's full collection
+    walks all of them and comes back each time the surviving objects grew by a quarter: while
+    10,000 clients reconnected at once it ran 29 times, at 0.4 to 0.8 s each with the event loop
+    stopped, and found nothing to free (11 of the storm's seconds). Startup's objects are frozen
+    (never walked again), the youngest generation is collected every 10,000 allocations instead
+    of 700, and a full collection is considered after 100 middle-generation ones instead of 10
+    (NEXUS_GC_THRESHOLDS). Cyclic garbage still goes, a little later.
+    """
+    gc.collect()
+    gc.freeze()
+    if settings.NEXUS_GC_THRESHOLDS:
+        gc.set_threshold(*settings.NEXUS_GC_THRESHOLDS)
