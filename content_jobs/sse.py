@@ -2,7 +2,8 @@
 
 A stream registers a django-eventstream Listener for its channels and makes the process's hub
 join the channel-layer group *before* it checks access and reads storage (one trip to a
-thread, shared with the streams that open at the same time: `Opener`), so nothing committed after that read is missed; what arrives twice is dropped by id.
+thread, shared by the streams that open at the same time: `Opener`), so nothing committed after
+that read is missed; what arrives twice is dropped by id.
 Ids are gapless per channel, so a live event whose id jumps ahead tells the stream it missed
 some (a full listener queue, a layer outage): it reads them from storage. While it waits, a
 stream holds no thread and no database connection: only the listener's asyncio event, with a
@@ -208,7 +209,7 @@ def _start_all(loop: asyncio.AbstractEventLoop, batch: list) -> None:
                 continue  # the client went while it waited
             try:
                 results.append((waiter, source.start(request), None))
-            except Exception as exc:
+            except BaseException as exc:  # raised in the waiting coroutine, whatever it is
                 results.append((waiter, None, exc))
     finally:
         _opening.memo = None
@@ -302,7 +303,7 @@ class Source:
 
     def check(self, request) -> None:
         """May the caller watch, and is there anything to send? Raises StreamError or
-        NoContent (in the stream-open thread, see Opener)."""
+        NoContent (in a thread, see Opener)."""
 
     def start(self, request) -> list[str]:
         """The checks, then the first frames, in one go (see Opener)."""
