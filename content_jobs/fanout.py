@@ -3,9 +3,10 @@
 A subclass of django-eventstream's ListenerManager (its listeners, its lock, its per-channel
 queues) that does the fan-out in two steps instead of one wake-up per listener:
 - on the hub's thread, the listeners of the event's channel are grouped by the event loop they
-  run on, and each loop gets one `call_soon_threadsafe` for the whole group (stock
-  django-eventstream makes one cross-thread wake-up, one write to the loop's self-pipe, per
-  listener and event);
+  run on, and the event goes into that loop's hand-off list; only the event that finds the list
+  empty costs a `call_soon_threadsafe` (a write to the loop's self-pipe), and the loop takes
+  every event listed by then in one callback, in order (stock django-eventstream makes one
+  cross-thread wake-up per listener and event; a chunk of 50 lines stored at once made 50 here);
 - on that loop, the event is queued for each listener and its asyncio event set: a plain
   in-loop call.
 A stream served straight over ASGI under daphne is armed for direct writes (Stream.arm): while
@@ -17,6 +18,7 @@ A listener may hold NEXUS_SSE_QUEUE_EVENTS events (stock: 10); past that it is m
 `overflow` and its stream reads the missed events from storage.
 """
 import asyncio
+import threading
 from collections import defaultdict
 
 from django.conf import settings
@@ -29,6 +31,8 @@ class FanoutManager(ListenerManager):
         super().__init__()
         self.max_pending = max_pending
         self.outboxes: dict = {}  # per event loop: the armed streams with something to send
+        self.handoffs: dict = {}  # per event loop: (channel, event, listeners) it has yet to take
+        self.handoff_lock = threading.Lock()
 
     def add_to_queues(self, channel, event):
         with self.lock:
@@ -39,10 +43,24 @@ class FanoutManager(ListenerManager):
             for listener in listeners:
                 by_loop[listener.loop].append(listener)
         for loop, group in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(self._enqueue, channel, event, group)
-            except RuntimeError:
-                pass  # that loop is closed: its streams are gone
+            with self.handoff_lock:
+                pending = self.handoffs.get(loop)
+                first = pending is None
+                if first:
+                    pending = self.handoffs[loop] = []
+                pending.append((channel, event, group))
+            if first:
+                try:
+                    loop.call_soon_threadsafe(self._take, loop)
+                except RuntimeError:  # that loop is closed: its streams are gone
+                    with self.handoff_lock:
+                        self.handoffs.pop(loop, None)
+
+    def _take(self, loop) -> None:
+        with self.handoff_lock:
+            pending = self.handoffs.pop(loop, ())
+        for channel, event, listeners in pending:
+            self._enqueue(channel, event, listeners)
 
     def _enqueue(self, channel, event, listeners) -> None:
         limit = self.max_pending

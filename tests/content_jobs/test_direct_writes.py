@@ -94,3 +94,51 @@ def test_the_fan_out_writes_each_armed_stream_once_per_loop_turn():
         assert [e.id for e in queued.channel_items["job-x"]] == [5, 6] and queued.aevent.is_set()
 
     asyncio.run(scenario())
+
+
+def test_events_published_from_another_thread_in_a_burst_reach_the_loop_in_one_hand_off_in_order():
+    import asyncio
+    import threading
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        handoffs = []
+        real = loop.call_soon_threadsafe
+
+        def counting(callback, *args, **kwargs):
+            if getattr(callback, "__func__", None) is FanoutManager._take:
+                handoffs.append(args)
+            return real(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counting
+        written: list[bytes] = []
+        manager = FanoutManager(100)
+        stream = waiting_stream(written.append)
+        stream.manager = manager
+        stream.listener.channels = {"job-x"}
+        stream.listener.assign_loop()
+        queued = Listener()
+        queued.channels = {"job-x"}
+        queued.assign_loop()
+        for listener in (stream.listener, queued):
+            manager.add_listener(listener)
+
+        def publish(first: int, last: int) -> None:  # the hub's thread, a chunk of lines stored at once
+            for event_id in range(first, last + 1):
+                manager.add_to_queues("job-x", event(event_id))
+
+        # While the loop is busy (this coroutine does not yield), a chunk of 50 events arrives.
+        thread = threading.Thread(target=publish, args=(5, 54))
+        thread.start()
+        thread.join()
+        assert len(handoffs) == 1  # the first event scheduled the hand-off; the other 49 joined it
+        await asyncio.sleep(0.01)
+        assert len(written) == 1 and written[0].count(b"\n\n") == 50  # one write for the chunk
+        assert [e.id for e in queued.channel_items["job-x"]] == list(range(5, 55))
+        # The next event, once the loop has taken the list, schedules a hand-off of its own.
+        await asyncio.to_thread(publish, 55, 55)
+        await asyncio.sleep(0.01)
+        assert len(handoffs) == 2 and written[1] == b'event: step\nid: 55\ndata: {"n": 55}\n\n'
+        assert [e.id for e in queued.channel_items["job-x"]][-1] == 55
+
+    asyncio.run(scenario())
