@@ -125,6 +125,98 @@ def test_render_card_artifact_is_previewed_inline_and_downloadable(page):
     assert page.get_by_role("link", name="Download card.png").get_attribute("download") == "card.png"
 
 
+COMPANY_STREAM = re.compile(r"/api/companies/[^/]+/events$")
+
+
+def submit_card(page, title: str) -> None:
+    page.get_by_label("Job type").select_option("render.card")
+    form = page.locator('form[data-job-type="render.card"]')
+    form.locator('[name="title"]').fill(title)
+    form.get_by_role("button", name="Submit render.card").click()
+
+
+def row_status(page, job_id: str) -> str:
+    return page.locator(f'tr[data-job-id="{job_id}"] .status').inner_text()
+
+
+def submitted_job_id(page, title: str) -> str:
+    is_submit = lambda r: r.request.method == "POST" and r.url.endswith("/content-jobs")  # noqa: E731
+    with page.expect_response(is_submit) as answer:
+        submit_card(page, title)
+    return answer.value.json()["jobId"]
+
+
+def test_a_job_that_ends_before_the_company_stream_listens_shows_where_it_is(page, server):
+    """The list's stream has no past: a job submitted (and over) before it opened is read
+    again once it is open, and its row says done, not the queued of the submit's answer."""
+    held = []
+    page.route(COMPANY_STREAM, lambda route: held.append(route))
+    page.reload()
+    job_id = submitted_job_id(page, "Before the stream")
+    page.locator(f'tr[data-job-id="{job_id}"]').wait_for()
+    with server.client("alice") as client:
+        server.wait_for_status(client, server.company(), job_id, {"done"})
+    assert len(held) == 1 and row_status(page, job_id) == "queued"
+    held[0].continue_()
+    page.wait_for_function(
+        f"""document.querySelector('tr[data-job-id="{job_id}"] .status').textContent === 'done'""",
+        timeout=10_000)
+
+
+def test_a_submit_answered_after_the_job_is_done_does_not_undo_its_row(page):
+    """A fast job can be over before its submit is answered: the late answer (queued) is older
+    than the row and is not shown."""
+    held = []
+    page.route(re.compile(r"/content-jobs$"), lambda route: held.append((route, route.fetch()))
+               if route.request.method == "POST" else route.continue_())
+    submit_card(page, "Answered late")
+    while not held:
+        page.wait_for_timeout(50)
+    route, answer = held[0]
+    job_id = answer.json()["jobId"]
+    assert answer.json()["status"] == "queued"
+    page.wait_for_function(
+        f"""document.querySelector('tr[data-job-id="{job_id}"] .status').textContent === 'done'""")
+    route.fulfill(response=answer)
+    page.wait_for_timeout(300)  # time for the page to take the answer in
+    assert row_status(page, job_id) == "done"
+
+
+def listed_ids(page) -> list[str]:
+    return page.eval_on_selector_all("#job-rows tr", "rows => rows.map(r => r.dataset.jobId)")
+
+
+def test_the_list_is_newest_first_across_load_more_filters_and_live_rows(page, server):
+    company = server.company()
+    with server.client("alice") as client:
+        created = []
+        for i in range(55):
+            demo = {"steps": 1, "delayMs": 0, "failAt": 1 if i == 3 else None}
+            answer = client.post(f"/api/companies/{company}/content-jobs", json={"jobType": "demo.steps", "params": demo})
+            assert answer.status_code == 202
+            created.append(answer.json()["jobId"])
+        for job_id in created:
+            server.wait_for_status(client, company, job_id, {"done", "failed"})
+        api_order = [j["jobId"] for j in client.get(f"/api/companies/{company}/content-jobs", params={"pageSize": 500}).json()["results"]]
+    page.reload()
+    page.wait_for_function("document.querySelectorAll('#job-rows tr').length === 50")
+    assert listed_ids(page) == api_order[:50]
+    page.get_by_role("button", name="Load more").click()
+    page.wait_for_function(f"document.querySelectorAll('#job-rows tr').length === {len(api_order)}")
+    assert listed_ids(page) == api_order
+
+    page.get_by_label("Status").select_option("failed")
+    page.wait_for_function("[...document.querySelectorAll('#job-rows .status')].every(s => s.textContent === 'failed')")
+    failed = listed_ids(page)
+    assert failed[0] == created[3]  # the newest failed job
+    with server.client("alice") as client:
+        job = client.post(f"/api/companies/{company}/content-jobs",
+                          json={"jobType": "demo.steps", "params": {"steps": 2, "delayMs": 0, "failAt": 2}}).json()
+    # It comes in over the stream once it fails, at the top of the filtered list.
+    page.wait_for_function(f"document.querySelector('#job-rows tr').dataset.jobId === '{job['jobId']}'")
+    assert listed_ids(page) == [job["jobId"]] + failed
+
+
 def test_the_job_page_shows_reconnecting_and_resumes_without_duplicates_after_a_restart(page, server):
     job_id = submit_demo(page, steps=40, delay_ms=100)
     page.locator(f'tr[data-job-id="{job_id}"] a').click()

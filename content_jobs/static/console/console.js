@@ -119,6 +119,22 @@
     const filters = document.getElementById("filters");
     const byId = new Map();
     let next = null;
+    // The company stream has the last word on a job: what it said of a job while a request was
+    // out is newer than that request's answer (a fast job can be done before its submit is
+    // answered). `ask` hands each answer the stream's jobs of that while as `newer`.
+    let heard = 0, out = 0;
+    const said = new Map();  // jobId -> {tick, job}, kept only while a request is out
+    async function ask(method, url, body) {
+      const since = heard;
+      out++;
+      try {
+        const answer = await api(method, url, body);
+        answer.newer = new Map([...said].filter(([, s]) => s.tick > since).map(([id, s]) => [id, s.job]));
+        return answer;
+      } finally {
+        if (--out === 0) said.clear();
+      }
+    }
 
     function filterValues() {
       return {status: filters.status.value, jobType: filters.jobType.value};
@@ -135,7 +151,7 @@
       const pct = el("span", {class: "pct"});
       const progress = el("div", {class: "progress small", role: "progressbar", "aria-label": `Progress of ${shortId(job.jobId)}`,
         "aria-valuemin": "0", "aria-valuemax": "100"}, bar, pct);
-      const tr = el("tr", {"data-job-id": job.jobId},
+      const tr = el("tr", {"data-job-id": job.jobId, "data-created": job.createdAt},
         el("td", {}, link), el("td", {text: job.jobType}),
         el("td", {}, el("span", {class: "status"})), el("td", {}, progress),
         el("td", {class: "wide", text: new Date(job.createdAt).toLocaleString()}));
@@ -151,7 +167,7 @@
       setProgress(progress, progress.querySelector(".bar"), progress.querySelector(".pct"), job);
     }
 
-    function upsert(job, atTop) {
+    function upsert(job) {
       let tr = byId.get(job.jobId);
       if (tr) {
         update(tr, job);
@@ -159,25 +175,32 @@
       } else if (matches(job)) {
         tr = row(job);
         byId.set(job.jobId, tr);
-        if (atTop) rows.prepend(tr); else rows.append(tr);
+        // Newest first, as the API lists them, wherever the job came from.
+        const older = [...rows.children].find((r) => r.dataset.created < job.createdAt);
+        rows.insertBefore(tr, older || null);
       }
       empty.hidden = byId.size > 0;
     }
 
+    let listed = 0;  // a new reading of the list supersedes the answers still out
     async function load(reset) {
+      const mine = reset ? ++listed : listed;
       let url = next;
       if (reset) {
-        rows.textContent = "";
-        byId.clear();
         const params = new URLSearchParams();
         const f = filterValues();
         if (f.status) params.set("status", f.status);
         if (f.jobType) params.set("jobType", f.jobType);
         url = `${base}?${params}`;
       }
-      const {ok, data} = await api("GET", url);
-      if (!ok) return;
-      data.results.forEach((job) => upsert(job, false));
+      const {ok, data, newer} = await ask("GET", url);
+      if (!ok || mine !== listed) return;
+      if (reset) {  // the rows are replaced at once, with what the stream said meanwhile
+        rows.textContent = "";
+        byId.clear();
+        newer.forEach((job) => upsert(job));
+      }
+      data.results.forEach((job) => upsert(newer.get(job.jobId) || job));
       next = data.next;
       more.hidden = !next;
       empty.hidden = byId.size > 0;
@@ -187,9 +210,20 @@
     more.addEventListener("click", () => load(false));
     load(true);
 
-    // One EventSource on the company stream moves every row.
+    // One EventSource on the company stream moves every row. It has no past, so once it is
+    // open the list is read again: a job that moved before the stream listened (one submitted
+    // while the page was opening it) shows where it is now.
     const company = liveStream(`/api/companies/${companyId}/events`, "company", connectionIndicator());
-    for (const name of JOB_EVENTS) company.on(name, (e) => upsert(JSON.parse(e.data), true));
+    for (const name of JOB_EVENTS) {
+      company.on(name, (e) => {
+        const job = JSON.parse(e.data);
+        heard++;
+        if (out > 0) said.set(job.jobId, {tick: heard, job});
+        upsert(job);
+      });
+    }
+    let listening = false;
+    company.on("open", () => { if (!listening) { listening = true; load(true); } });
     company.start();
 
     // Submit forms generated from each job type's params.
@@ -211,9 +245,10 @@
           else params[input.name] = Number(input.value);
         } else if (input.value !== "") params[input.name] = input.value;
       });
-      const {ok, data} = await api("POST", base, {jobType: form.dataset.jobType, params});
+      const {ok, data, newer} = await ask("POST", base, {jobType: form.dataset.jobType, params});
       if (ok) {
-        upsert(data, true);
+        // The answer is the job's first state: it adds the row, never overwrites one.
+        if (!byId.has(data.jobId) && !newer.has(data.jobId)) upsert(data);
         return;
       }
       const errors = (data && data.errors) || [];
