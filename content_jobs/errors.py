@@ -61,3 +61,8 @@ class LeaseLost(Exception):
         super().__init__(f"job {job_id} attempt {attempt} no longer holds its lease")
         self.job_id = job_id
         self.attempt = attempt
+
+
+class RunLost(Exception):
+    """A run's worker stopped before the run ended: what the reaper writes on the run's task
+    row, which the worker would have closed."""

@@ -14,7 +14,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from . import events, registry
-from .errors import IdempotencyConflict, InvalidTransition, LeaseLost
+from .errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunLost
 from .models import Company, ContentJob
 
 S = ContentJob.Status
@@ -351,3 +351,46 @@ def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
                 _move(job, S.FAILED, error={"code": "worker_lost", "message": message}, lease_expires_at=None)
             reaped.append(job)
     return reaped
+
+
+def runs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
+    """Close the task rows of runs whose worker is gone, which django-tasks-db would leave
+    running for ever: the run of an attempt that jobs_reap took back, a run whose worker died
+    after the job ended, and a run that its worker claimed and died before it started the job.
+    That last job is still queued with nothing left to run it: it gets a new run (and a log
+    line). A claim younger than a lease is left alone: its worker may be starting the job this
+    moment. Returns the jobs given a new run; run it after jobs_reap."""
+    from django_tasks import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    from job_logs.services import log_append
+
+    from .tasks import run_content_job
+
+    now = now or timezone.now()
+    claimed_before = now - timedelta(seconds=settings.NEXUS_LEASE_SECONDS)
+    requeued: list[ContentJob] = []
+    with transaction.atomic():
+        runs = DBTaskResult.objects.running().filter(task_path=run_content_job.module_path, started_at__lt=claimed_before)
+        if transaction.get_connection().features.has_select_for_update_skip_locked:
+            runs = runs.select_for_update(skip_locked=True)
+        for run in runs.order_by("started_at")[:limit]:
+            job_id = run.args_kwargs["args"][0]
+            worker = run.worker_ids[-1] if run.worker_ids else "its worker"
+            job = ContentJob.objects.select_for_update().filter(pk=job_id).first()
+            if job is not None and job.status == S.RUNNING and job.worker_id == worker:
+                continue  # its worker holds the job: the lease says whether it lives
+            run.set_failed(RunLost(f"{worker} stopped before this run of job {job_id} ended"))
+            if job is None or job.status != S.QUEUED:
+                continue
+            waiting = DBTaskResult.objects.filter(
+                status__in=[TaskResultStatus.READY, TaskResultStatus.RUNNING],
+                task_path=run.task_path, args_kwargs__args__0=job_id,
+            ).exclude(pk=run.pk)
+            if waiting.exists():
+                continue  # queued again with a run of its own (jobs_reap, a retry)
+            log_append(job_id=job.pk, message=f"{worker} took this job and stopped before it started it. Queued again.",
+                       severity="warning")
+            _enqueue_run(job.pk)
+            requeued.append(job)
+    return requeued

@@ -9,7 +9,9 @@ every NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (run_after, a lo
 At scale, a submission in any process wakes every worker through the channel layer.
 
 Beside it runs the reaper: every NEXUS_HEARTBEAT_SECONDS it gives back or fails the jobs whose
-worker stopped renewing their lease (content_jobs.services.jobs_reap).
+worker stopped renewing their lease (content_jobs.services.jobs_reap), then closes the task rows
+of runs whose worker is gone and runs again a job whose run was lost before it started
+(content_jobs.services.runs_reap).
 """
 import logging
 import threading
@@ -78,6 +80,9 @@ class EmbeddedWorker:
                     reaped = services.jobs_reap()
                     if reaped:
                         logger.warning("reaped %d job(s) whose worker was lost", len(reaped))
+                    requeued = services.runs_reap()
+                    if requeued:
+                        logger.warning("queued %d job(s) again whose run was lost before it started", len(requeued))
                 except Exception:
                     logger.warning("reaper pass failed", exc_info=True)
                 finally:

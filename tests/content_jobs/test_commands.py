@@ -146,7 +146,8 @@ def test_reap_and_prune_commands_report_what_they_did(company):
 
     job = services.job_start(job_id=services.job_submit(company=company, job_type="demo.steps", params={})[0].pk)
     ContentJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
-    assert run("reap_jobs").splitlines() == [f"{job.pk} -> queued", "reaped 1 job(s)"]
+    assert run("reap_jobs").splitlines() == [
+        f"{job.pk} -> queued", "reaped 1 job(s)", "queued 0 job(s) again whose run was lost before it started"]
     services.job_cancel(job=job)
     ContentJob.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=31))
     assert run("prune_jobs", "--days", "30").startswith("pruned 1 jobs")

@@ -349,6 +349,24 @@ def test_a_run_whose_lease_was_taken_stops_writing(api, jobs_url, worker, settin
     assert 1 <= written < 30 and LogLine.objects.filter(job_id=job_id).count() == written
 
 
+def test_a_job_whose_run_a_dead_worker_had_claimed_is_run_to_done_by_the_next_worker(company, settings, request):
+    """A worker that dies between claiming a run and starting its job leaves the job queued and
+    its run claimed: the reaper of the next worker closes that run and the job runs to done."""
+    settings.NEXUS_HEARTBEAT_SECONDS = 0.1
+    settings.NEXUS_LEASE_SECONDS = 0.5
+    job, _ = services.job_submit(company=company, job_type="demo.steps", params={"steps": 2, "delayMs": 0})
+    run = DBTaskResult.objects.get(status="READY")
+    run.claim("worker-that-died")  # and it died right there
+    request.getfixturevalue("worker")
+    done = wait_for_job(job.pk, {"done"})
+    assert done.attempt == 1
+    run.refresh_from_db()
+    assert run.status == "FAILED" and run.exception_class_path == "content_jobs.errors.RunLost"
+    assert list(LogLine.objects.filter(job_id=job.pk).order_by("event_id").values_list("message", flat=True)) == [
+        "worker-that-died took this job and stopped before it started it. Queued again.",
+        "step 1/2", "step 2/2", "finished"]
+
+
 def test_log_lines_stores_a_chunk_in_order_between_single_lines(api, jobs_url, worker):
     job_id = submit(api, jobs_url, "test.chunks", {})
     wait_for(lambda: job_status(job_id) == "done")

@@ -805,6 +805,65 @@ def test_the_reaper_fails_a_job_with_no_attempts_left_with_worker_lost(company, 
     assert "w9 stopped renewing its lease" in LogLine.objects.get(job=job).message
 
 
+# Lost runs: task rows whose worker is gone ------------------------------------------------
+def claimed(job, worker_id: str, seconds_ago: float = 60) -> DBTaskResult:
+    """The job's waiting run, claimed by `worker_id` as django-tasks-db's worker claims it."""
+    run = DBTaskResult.objects.get(status="READY", args_kwargs__args__0=str(job.pk))
+    run.claim(worker_id)
+    DBTaskResult.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(seconds=seconds_ago))
+    return run
+
+
+def test_a_run_whose_worker_died_before_it_started_the_job_is_closed_and_the_job_runs_again(
+        company, django_capture_on_commit_callbacks):
+    from job_logs.models import LogLine
+
+    job = new_job(company)
+    lost = claimed(job, "w-dead")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert [j.pk for j in services.runs_reap()] == [job.pk]
+    lost.refresh_from_db()
+    assert (lost.status, lost.exception_class_path) == ("FAILED", "content_jobs.errors.RunLost")
+    assert f"w-dead stopped before this run of job {job.pk} ended" in lost.traceback
+    (again,) = DBTaskResult.objects.filter(status="READY")
+    assert again.args_kwargs["args"] == [str(job.pk)]
+    assert LogLine.objects.get(job=job).message == "w-dead took this job and stopped before it started it. Queued again."
+    assert reload(job).status == S.QUEUED
+    assert services.runs_reap() == []  # closed once, queued once
+
+
+def test_the_run_of_an_attempt_the_reaper_took_back_is_closed_without_a_second_run(company):
+    job = new_job(company)
+    lost = claimed(job, "w9")
+    services.job_start(job_id=job.pk, worker_id="w9")
+    expire_lease(job)
+    services.jobs_reap()  # queued again, with a run of its own
+    assert services.runs_reap() == []
+    lost.refresh_from_db()
+    assert lost.status == "FAILED"
+    assert [(r.status, r.args_kwargs["args"]) for r in DBTaskResult.objects.exclude(pk=lost.pk)] == [("READY", [str(job.pk)])]
+
+
+def test_runs_reap_leaves_a_fresh_claim_and_a_run_whose_worker_holds_the_job_alone(company):
+    starting = new_job(company)
+    fresh = claimed(starting, "w1", seconds_ago=1)  # its worker may be starting the job now
+    held = new_job(company)
+    long_run = claimed(held, "w2", seconds_ago=3600)  # a long job, its lease renewed
+    services.job_start(job_id=held.pk, worker_id="w2")
+    assert services.runs_reap() == []
+    assert {r.pk: r.status for r in DBTaskResult.objects.all()} == {fresh.pk: "RUNNING", long_run.pk: "RUNNING"}
+
+
+def test_the_run_of_a_job_that_ended_is_closed_when_its_worker_died_before_closing_it(company):
+    job = new_job(company)
+    run = claimed(job, "w3")
+    started = services.job_start(job_id=job.pk, worker_id="w3")
+    services.job_complete(job=started, result={}, attempt=1)
+    assert services.runs_reap() == []
+    run.refresh_from_db()
+    assert run.status == "FAILED" and reload(job).status == S.DONE
+
+
 def test_a_heartbeat_renews_the_lease_of_its_own_attempt_only(company):
     job = services.job_start(job_id=new_job(company).pk)
     ContentJob.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now())
