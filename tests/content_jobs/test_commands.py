@@ -1,4 +1,5 @@
 """Provisioning and operations commands, as an operator (or a script) runs them."""
+import gc
 import uuid
 from io import StringIO
 
@@ -152,3 +153,31 @@ def test_reap_and_prune_commands_report_what_they_did(company):
     ContentJob.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=31))
     assert run("prune_jobs", "--days", "30").startswith("pruned 1 jobs")
     assert not ContentJob.objects.exists()
+
+
+# The web process's garbage collector (serve.tune_gc)
+@pytest.fixture
+def gc_restored():
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+def test_serve_freezes_the_startup_heap_and_collects_at_the_configured_thresholds(settings, gc_restored):
+    from content_jobs.management.commands.serve import tune_gc
+
+    settings.NEXUS_GC_THRESHOLDS = [10000, 10, 100]
+    gc.unfreeze()
+    tune_gc()
+    assert gc.get_threshold() == (10000, 10, 100)
+    assert gc.get_freeze_count() > 1000  # the modules, classes and settings loaded so far
+
+
+def test_empty_gc_thresholds_keep_pythons_own(settings, gc_restored):
+    from content_jobs.management.commands.serve import tune_gc
+
+    settings.NEXUS_GC_THRESHOLDS = []
+    gc.set_threshold(700, 10, 10)
+    tune_gc()
+    assert gc.get_threshold() == (700, 10, 10)
