@@ -25,6 +25,7 @@ import asyncio
 import functools
 import io
 import logging
+import sys
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
@@ -69,9 +70,12 @@ class DirectRequest(ASGIRequest):
 def immediate_writer(send):
     """`write(bytes)`, sending a body chunk through `send` without an await, when `send` is
     daphne's (which never suspends); None under any other server."""
-    from daphne.server import Server
-
-    if not (isinstance(send, functools.partial) and isinstance(getattr(send.func, "__self__", None), Server)):
+    # Not imported here: importing daphne.server installs Twisted's reactor, which only daphne
+    # itself should do. Under daphne, it is imported already.
+    server = getattr(sys.modules.get("daphne.server"), "Server", None)
+    if server is None or not isinstance(send, functools.partial):
+        return None
+    if not isinstance(getattr(send.func, "__self__", None), server):
         return None
 
     def write(body: bytes) -> None:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from tests.browser import record_browser_log
 from tests.live import ROOT, LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.live]
@@ -120,10 +121,12 @@ class WireLog:
 
 
 @contextmanager
-def stream_page(browser, server: LiveServer):
-    """A page at the server's origin holding HTML; yields it and the log of its requests."""
+def stream_page(browser, server: LiveServer, node):
+    """A page at the server's origin holding HTML; yields it and the log of its requests. The
+    page's console, errors and failed requests go on the test item `node` (shown should it fail)."""
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     page = context.new_page()
+    record_browser_log(page, node)
     page.set_default_timeout(TIMEOUT_MS)
     page_url = f"{server.url}/__test__/page.html"
     page.route(page_url, lambda route: route.fulfill(status=200, content_type="text/html", body=HTML))
@@ -152,7 +155,7 @@ def states(page, stream: str) -> list[tuple[str, int]]:
 # 1. A job's whole life in a plain EventSource ----------------------------------------------------
 
 
-def test_a_plain_eventsource_gets_every_log_line_and_job_event_once_then_stops_on_204(browser, live_server_proc):
+def test_a_plain_eventsource_gets_every_log_line_and_job_event_once_then_stops_on_204(browser, live_server_proc, request):
     server = live_server_proc
     company_id = server.company()
     with server.client("alice") as api:
@@ -162,7 +165,7 @@ def test_a_plain_eventsource_gets_every_log_line_and_job_event_once_then_stops_o
         server.wait_for_status(api, company_id, blocker["jobId"], {"running"})
         try:
             job = submit(api, company_id, steps=5, delayMs=100)
-            with stream_page(browser, server) as (page, wire):
+            with stream_page(browser, server, request.node) as (page, wire):
                 page.evaluate("([logs, events]) => { openLogs(logs); openJob(events); }",
                               [job["logsUrl"], job["eventsUrl"]])
                 page.wait_for_function(
@@ -225,14 +228,14 @@ def restart_server(browser, tmp_path_factory):
     server.destroy()
 
 
-def test_the_browser_reconnects_after_a_server_restart_and_resumes_with_last_event_id(browser, restart_server):
+def test_the_browser_reconnects_after_a_server_restart_and_resumes_with_last_event_id(browser, restart_server, request):
     server = restart_server
     company_id = server.company()
     with server.client("alice") as api:
         job = submit(api, company_id, steps=30, delayMs=100)
     logs_path = f"/jobs/{job['jobId']}/logs"
 
-    with stream_page(browser, server) as (page, wire):
+    with stream_page(browser, server, request.node) as (page, wire):
         page.evaluate("(url) => openLogs(url)", job["logsUrl"])
         page.wait_for_function("window.received.length >= 3", timeout=TIMEOUT_MS)
 
