@@ -182,6 +182,17 @@ def test_a_submit_answered_after_the_job_is_done_does_not_undo_its_row(page):
     assert row_status(page, job_id) == "done"
 
 
+def test_a_submit_the_server_never_answers_says_so_next_to_the_form(page, server):
+    jobs_before = job_count(server)
+    page.route(re.compile(r"/content-jobs$"), lambda route: route.abort("connectionrefused")
+               if route.request.method == "POST" else route.continue_())
+    submit_card(page, "Nobody home")
+    error = page.locator('form[data-job-type="render.card"] .form-error')
+    error.wait_for(state="visible")
+    assert error.inner_text() == "The server did not answer; the job was not submitted."
+    assert job_count(server) == jobs_before
+
+
 def listed_ids(page) -> list[str]:
     return page.eval_on_selector_all("#job-rows tr", "rows => rows.map(r => r.dataset.jobId)")
 

@@ -16,7 +16,9 @@
         options.body = JSON.stringify(body);
       }
     }
-    const response = await fetch(url, options);
+    // No answer at all (the server is away) is a failed answer of status 0, for the caller to say so.
+    const response = await fetch(url, options).catch(() => null);
+    if (response === null) return {ok: false, status: 0, data: null};
     const data = response.status === 204 ? null : await response.json().catch(() => null);
     return {ok: response.ok, status: response.status, data};
   }
@@ -245,7 +247,7 @@
           else params[input.name] = Number(input.value);
         } else if (input.value !== "") params[input.name] = input.value;
       });
-      const {ok, data, newer} = await ask("POST", base, {jobType: form.dataset.jobType, params});
+      const {ok, status, data, newer} = await ask("POST", base, {jobType: form.dataset.jobType, params});
       if (ok) {
         // The answer is the job's first state: it adds the row, never overwrites one.
         if (!byId.has(data.jobId) && !newer.has(data.jobId)) upsert(data);
@@ -263,7 +265,10 @@
           placed = true;
         }
       }
-      if (!placed) form.querySelector(".form-error").textContent = (data && data.detail) || "The job was not accepted.";
+      if (!placed) {
+        form.querySelector(".form-error").textContent = (data && data.detail) ||
+          (status === 0 ? "The server did not answer; the job was not submitted." : "The job was not accepted.");
+      }
     }));
   }
 
@@ -364,7 +369,7 @@
       clearTimeout(again);
       if (jobStream) jobStream.close();
       if (logStream) logStream.close();
-      const {ok, data: job} = await api("GET", url).catch(() => ({ok: false}));
+      const {ok, data: job} = await api("GET", url);
       if (mine !== opening) return;
       conn.set("job", ok);
       if (!ok) {  // the server is away or failing: ask again, less and less often
