@@ -80,9 +80,11 @@ def company_group(company_id) -> str:
     return f"company.{company_id}"
 
 
-def _message(channel: str, event_type: str | None, event_id: int, data: str) -> dict:
-    from .stream_hub import MESSAGE_TYPE
+# The channel-layer message of a stream event (content_jobs.stream_hub hands it to the streams).
+MESSAGE_TYPE = "nexus.event"
 
+
+def _message(channel: str, event_type: str | None, event_id: int, data: str) -> dict:
     return {"type": MESSAGE_TYPE, "channel": channel, "event": event_type, "id": event_id, "data": data}
 
 
@@ -97,9 +99,10 @@ def publish_job_event(event: JobEvent) -> None:
     )
 
 
-def publish_log_line(*, job_id, event_id: int, payload: dict) -> None:
-    """Push a stored log line (its payload) to the job's log subscribers, in every process."""
+def publish_log_lines(*, job_id, payloads: list[dict]) -> None:
+    """Push stored log lines (their payloads, in order) to the job's log subscribers, in every
+    process."""
     from .stream_hub import hub
 
-    data = encode({"log": payload})
-    hub.publish(job_group(job_id), _message(log_channel(job_id), None, event_id, data))
+    channel = log_channel(job_id)
+    hub.publish_many(job_group(job_id), [_message(channel, None, p["event_id"], encode({"log": p})) for p in payloads])

@@ -35,6 +35,10 @@ class FanoutManager(ListenerManager):
         self.handoff_lock = threading.Lock()
 
     def add_to_queues(self, channel, event):
+        self.add_many_to_queues(channel, [event])
+
+    def add_many_to_queues(self, channel, events) -> None:
+        """`add_to_queues` for several events of one channel, in order: one hand-off per loop."""
         with self.lock:
             listeners = self.listeners_by_channel.get(channel)
             if not listeners:
@@ -48,7 +52,7 @@ class FanoutManager(ListenerManager):
                 first = pending is None
                 if first:
                     pending = self.handoffs[loop] = []
-                pending.append((channel, event, group))
+                pending.extend((channel, event, group) for event in events)
             if first:
                 try:
                     loop.call_soon_threadsafe(self._take, loop)

@@ -5,5 +5,6 @@ from django.dispatch import Signal
 # Arguments: job_id (UUID), company_id (UUID), event (content_jobs.models.JobEvent).
 job_changed = Signal()
 
-# A log line was stored. Arguments: job_id (UUID), line (job_logs.models.LogLine).
+# Log lines were stored, together (one line, or a chunk stored in one transaction).
+# Arguments: job_id (UUID), lines (list of job_logs.models.LogLine, in order).
 log_appended = Signal()

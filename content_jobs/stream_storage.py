@@ -32,7 +32,7 @@ class ProjectStorage(StorageBase):
             from job_logs.serializers import log_payload
 
             lines = LogLine.objects.for_job(ident).after(last_id).order_by("event_id")[:limit]
-            # The same bytes as a live line (content_jobs.events.publish_log_line): compact JSON.
+            # The same bytes as a live line (content_jobs.events.publish_log_lines): compact JSON.
             return [Event(channel, None, events.encode({"log": log_payload(line)}), id=line.event_id) for line in lines]
         if kind == events.JOB_CHANNEL:
             rows = JobEvent.objects.filter(job_id=ident, seq__gt=last_id).order_by("seq")[:limit]

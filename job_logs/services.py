@@ -24,7 +24,7 @@ def _check(message: str) -> None:
 
 @transaction.atomic
 def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | None = None) -> list[LogLine]:
-    """Store lines (message, severity) in order as the job's next lines; publish each on commit.
+    """Store lines (message, severity) in order as the job's next lines; publish them on commit.
 
     Past the job's line limit one truncation line is stored and the rest are only counted.
     A runner passes its `attempt`: once that attempt has lost the job, its lines are refused
@@ -51,8 +51,8 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | No
     else:
         lines = _append_at_the_limit(job_id, entries, last - count, limit, now)
     LogLine.objects.bulk_create(lines)
-    for line in lines:
-        transaction.on_commit(partial(log_appended.send, sender=LogLine, job_id=line.job_id, line=line))
+    if lines:  # one signal for the chunk: its lines reach each stream in one hand-off
+        transaction.on_commit(partial(log_appended.send, sender=LogLine, job_id=job_id, lines=lines))
     return lines
 
 

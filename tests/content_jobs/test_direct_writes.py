@@ -2,6 +2,7 @@
 send_direct, content_jobs.fanout), in-process: which events it takes, one write per burst, and
 what a failed write leaves to the stream's own path. Over real HTTP, against Django's bytes:
 tests/content_jobs/test_job_stream.py."""
+import pytest
 from django_eventstream.event import Event
 from django_eventstream.views import Listener
 
@@ -96,7 +97,8 @@ def test_the_fan_out_writes_each_armed_stream_once_per_loop_turn():
     asyncio.run(scenario())
 
 
-def test_events_published_from_another_thread_in_a_burst_reach_the_loop_in_one_hand_off_in_order():
+@pytest.mark.parametrize("together", [False, True], ids=["one-call-each", "one-call-for-the-chunk"])
+def test_events_published_from_another_thread_in_a_burst_reach_the_loop_in_one_hand_off_in_order(together):
     import asyncio
     import threading
 
@@ -124,6 +126,9 @@ def test_events_published_from_another_thread_in_a_burst_reach_the_loop_in_one_h
             manager.add_listener(listener)
 
         def publish(first: int, last: int) -> None:  # the hub's thread, a chunk of lines stored at once
+            if together:  # as the hub's publish_many hands a chunk over
+                manager.add_many_to_queues("job-x", [event(event_id) for event_id in range(first, last + 1)])
+                return
             for event_id in range(first, last + 1):
                 manager.add_to_queues("job-x", event(event_id))
 

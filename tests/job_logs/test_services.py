@@ -26,11 +26,11 @@ def other_job(company):
 
 @pytest.fixture
 def log_appended_calls():
-    """Every log_appended sent, as (job_id, line) pairs."""
+    """Every log_appended sent, as (job_id, [line, ...]) pairs."""
     calls: list[tuple] = []
 
-    def receive(sender, job_id, line, **kwargs):
-        calls.append((job_id, line))
+    def receive(sender, job_id, lines, **kwargs):
+        calls.append((job_id, lines))
 
     log_appended.connect(receive, weak=False, dispatch_uid="tests.job_logs.test_services")
     yield calls
@@ -75,16 +75,16 @@ def test_log_append_stores_the_line_with_its_time(job):
 
 
 # Publishing ------------------------------------------------------------------------------
-def test_log_appended_is_sent_on_commit_once_per_line(job, log_appended_calls, django_capture_on_commit_callbacks):
+def test_log_appended_is_sent_on_commit_once_per_stored_chunk(job, log_appended_calls, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         log_append(job_id=job.pk, message="a")
         log_append_many(job_id=job.pk, entries=[("b", "info"), ("c", "error")])
         log_append(job_id=job.pk, message="d", severity="success")
         assert log_appended_calls == []  # nothing before commit
-    assert [(job_id, line.event_id, line.message) for job_id, line in log_appended_calls] == [
-        (job.pk, 1, "a"), (job.pk, 2, "b"), (job.pk, 3, "c"), (job.pk, 4, "d")
+    assert [(job_id, [(line.event_id, line.message) for line in lines]) for job_id, lines in log_appended_calls] == [
+        (job.pk, [(1, "a")]), (job.pk, [(2, "b"), (3, "c")]), (job.pk, [(4, "d")])
     ]
-    assert [line.event_id for _, line in log_appended_calls] == [event_id for event_id, _, _ in stored(job)]
+    assert [line.event_id for _, lines in log_appended_calls for line in lines] == [e for e, _, _ in stored(job)]
 
 
 def test_rolled_back_lines_are_neither_stored_nor_sent(job, log_appended_calls, django_capture_on_commit_callbacks):
@@ -190,7 +190,7 @@ def test_the_line_cap_stores_5_lines_and_one_truncation_line_and_counts_the_drop
     cursor = LogCursor.objects.get(job=job)
     assert (cursor.last_event_id, cursor.dropped) == (6, 3)  # 8 appended, 5 stored
     # The truncation line is published like any line; dropped lines are not.
-    assert [line.event_id for _, line in log_appended_calls] == [1, 2, 3, 4, 5, 6]
+    assert [line.event_id for _, lines in log_appended_calls for line in lines] == [1, 2, 3, 4, 5, 6]
 
 
 def test_past_the_line_cap_log_append_returns_none_for_a_dropped_line(job, settings):
