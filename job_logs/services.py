@@ -2,7 +2,7 @@
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -50,10 +50,40 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | No
         ]
     else:
         lines = _append_at_the_limit(job_id, entries, last - count, limit, now)
-    LogLine.objects.bulk_create(lines)
+    _insert(job_id, lines, now)
     if lines:  # one signal for the chunk: its lines reach each stream in one hand-off
         transaction.on_commit(partial(log_appended.send, sender=LogLine, job_id=job_id, lines=lines))
     return lines
+
+
+# Rows per INSERT: 5 parameters each, well under SQLite's and PostgreSQL's parameter limits.
+INSERT_ROWS = 500
+
+
+def _insert(job_id, lines: list[LogLine], now) -> None:
+    """Insert the lines of one job, all stamped `now`, in one statement per INSERT_ROWS.
+
+    bulk_create prepares every field of every line through its model field: when jobs write
+    lines in bursts, a fifth of the worker's time (1.9 ms for a chunk of 50 on SQLite, where
+    this takes 0.7). Here the job and the time are prepared once, by their fields, and each
+    line adds its number, message and severity. The lines keep no primary key (none reads it).
+    """
+    if not lines:
+        return
+    meta = LogLine._meta
+    qn = connection.ops.quote_name
+    names = ("job", "event_id", "message", "severity", "created_at")
+    columns = ", ".join(qn(meta.get_field(name).column) for name in names)
+    job = meta.get_field("job").get_db_prep_save(job_id, connection)
+    when = meta.get_field("created_at").get_db_prep_save(now, connection)
+    with connection.cursor() as cursor:
+        for start in range(0, len(lines), INSERT_ROWS):
+            batch = lines[start:start + INSERT_ROWS]
+            rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(batch))
+            cursor.execute(
+                f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {rows}",
+                [value for line in batch for value in (job, line.event_id, line.message, line.severity, when)],
+            )
 
 
 def _append_at_the_limit(job_id, entries, previous: int, limit: int, now) -> list[LogLine]:

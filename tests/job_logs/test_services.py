@@ -64,6 +64,18 @@ def test_log_append_many_continues_the_numbering_in_order(job):
     assert stored(job) == [(1, "first", "info"), (2, "second", "warning"), (3, "third", "error"), (4, "fourth", "success")]
 
 
+def test_a_chunk_larger_than_one_insert_is_stored_whole_and_in_order(job):
+    from job_logs.services import INSERT_ROWS
+
+    n = 2 * INSERT_ROWS + 7
+    entries = [(f"line {i} ünïcode, 'quoted' %s", "warning" if i % 3 else "info") for i in range(1, n + 1)]
+    lines = log_append_many(job_id=job.pk, entries=entries)
+    assert [line.event_id for line in lines] == list(range(1, n + 1))
+    assert stored(job) == [(i, message, severity) for i, (message, severity) in enumerate(entries, start=1)]
+    times = set(LogLine.objects.filter(job=job).values_list("created_at", flat=True))
+    assert times == {lines[0].created_at}  # one time for the chunk, as stored
+
+
 def test_log_append_stores_the_line_with_its_time(job):
     before = timezone.now()
     line = log_append(job_id=job.pk, message="Task started", severity="success")
