@@ -118,13 +118,17 @@ class StreamHub:
         """A message for this process: an event for its streams, or a wake-up for its worker."""
         kind = message.get("type")
         if kind == MESSAGE_TYPE:
-            event = Event(message["channel"], message["event"], message["data"], id=message["id"])
-            get_listener_manager().add_to_queues(message["channel"], event)
-            self.delivered += 1
-            EVENTS_DELIVERED.inc()
+            self._deliver(message["channel"], [message])
         elif kind == WAKE_TYPE:
             for callback in list(self._wake_callbacks):
                 callback()
+
+    def _deliver(self, channel: str, messages: list[dict]) -> None:
+        """Stream events of one channel, in order, to this process's listeners of it."""
+        events = [Event(channel, m["event"], m["data"], id=m["id"]) for m in messages]
+        get_listener_manager().add_many_to_queues(channel, events)
+        self.delivered += len(events)
+        EVENTS_DELIVERED.inc(len(events))
 
     async def _rejoin(self) -> None:
         """After a layer outage, join every group again (a restarted Redis forgot them)."""
@@ -162,19 +166,15 @@ class StreamHub:
     def publish_many(self, group: str, messages: list[dict]) -> None:
         """`publish` for stream events of one channel, in order (a chunk of a job's log lines):
         here, its listeners take them in one hand-off; through the layer, one message each."""
+        if not messages:
+            return
         if not self.local:
             loop = self.start()
             loop.call_soon_threadsafe(self._put_many, group, messages)
             return
-        if not messages:
-            return
         self.published += len(messages)
         EVENTS_PUBLISHED.inc(len(messages))
-        channel = messages[0]["channel"]
-        get_listener_manager().add_many_to_queues(
-            channel, [Event(channel, m["event"], m["data"], id=m["id"]) for m in messages])
-        self.delivered += len(messages)
-        EVENTS_DELIVERED.inc(len(messages))
+        self._deliver(messages[0]["channel"], messages)
 
     def _put_many(self, group: str, messages: list[dict]) -> None:
         for message in messages:
