@@ -317,6 +317,14 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
     return counts
 
 
+def _skipping_locked(queryset):
+    """The rows of `queryset`, locked, passing over those another transaction holds where the
+    database can (so that reapers in every worker share the work instead of queueing)."""
+    if transaction.get_connection().features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True)
+    return queryset.select_for_update()
+
+
 def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
     """Find running jobs whose lease ran out (their worker died or hung) and queue each again
     while it has attempts left, or fail it with worker_lost; each change is published and
@@ -327,11 +335,7 @@ def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
     reaped: list[ContentJob] = []
     with transaction.atomic():
         expired = ContentJob.objects.filter(status=S.RUNNING, lease_expires_at__lt=now).order_by("lease_expires_at")
-        if transaction.get_connection().features.has_select_for_update_skip_locked:
-            expired = expired.select_for_update(skip_locked=True)
-        else:
-            expired = expired.select_for_update()
-        for job in expired[:limit]:
+        for job in _skipping_locked(expired)[:limit]:
             worker = job.worker_id or "its worker"
             if job.attempt < settings.NEXUS_MAX_ATTEMPTS:
                 log_append(
@@ -372,9 +376,7 @@ def runs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
     requeued: list[ContentJob] = []
     with transaction.atomic():
         runs = DBTaskResult.objects.running().filter(task_path=run_content_job.module_path, started_at__lt=claimed_before)
-        if transaction.get_connection().features.has_select_for_update_skip_locked:
-            runs = runs.select_for_update(skip_locked=True)
-        for run in runs.order_by("started_at")[:limit]:
+        for run in _skipping_locked(runs.order_by("started_at"))[:limit]:
             job_id = run.args_kwargs["args"][0]
             worker = run.worker_ids[-1] if run.worker_ids else "its worker"
             job = ContentJob.objects.select_for_update().filter(pk=job_id).first()
