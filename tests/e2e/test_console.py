@@ -26,21 +26,37 @@ def page(browser, server, request):
     context.close()
 
 
-def submit_demo(page, steps: int, delay_ms: int) -> str:
-    """Submit a demo.steps job through the form; its id, once its row is in the list."""
-    page.get_by_label("Job type").select_option("demo.steps")
-    form = page.locator('form[data-job-type="demo.steps"]')
-    form.get_by_label("steps").fill(str(steps))
-    form.get_by_label("delayMs").fill(str(delay_ms))
-    with page.expect_response(is_submit) as answer:
-        form.get_by_role("button", name="Submit demo.steps").click()
-    job_id = answer.value.json()["jobId"]
-    page.locator(f'tr[data-job-id="{job_id}"]').wait_for()
-    return job_id
+def submit_form(page, job_type: str, **fields) -> None:
+    """Pick the job type, fill its form's fields (by their labels: the field's name, then a
+    required field's "*") and press its submit button."""
+    page.get_by_label("Job type").select_option(job_type)
+    form = page.locator(f'form[data-job-type="{job_type}"]')
+    for label, value in fields.items():
+        form.get_by_label(re.compile(rf"^{re.escape(label)}\b")).fill(str(value))
+    form.get_by_role("button", name=f"Submit {job_type}").click()
 
 
 def is_submit(response) -> bool:
     return response.request.method == "POST" and response.url.endswith("/content-jobs")
+
+
+def submitted_job_id(page, job_type: str, **fields) -> str:
+    """Submit through the form; the id of the job, as the submit answered it."""
+    with page.expect_response(is_submit) as answer:
+        submit_form(page, job_type, **fields)
+    return answer.value.json()["jobId"]
+
+
+def submit_demo(page, steps: int, delay_ms: int) -> str:
+    """Submit a demo.steps job through the form; its id, once its row is in the list."""
+    job_id = submitted_job_id(page, "demo.steps", steps=steps, delayMs=delay_ms)
+    page.locator(f'tr[data-job-id="{job_id}"]').wait_for()
+    return job_id
+
+
+def wait_for_row_status(page, job_id: str, status: str, **options) -> None:
+    page.wait_for_function(
+        f"""document.querySelector('tr[data-job-id="{job_id}"] .status')?.textContent === '{status}'""", **options)
 
 
 def log_messages(page) -> list[str]:
@@ -51,9 +67,7 @@ def test_sign_in_submit_and_watch_a_job_reach_100_percent_with_its_log_in_order(
     job_id = submit_demo(page, steps=5, delay_ms=150)
     row = page.locator(f'tr[data-job-id="{job_id}"]')
     # The list moves live over the company stream: the bar reaches 100% and the row says done.
-    page.wait_for_function(
-        f"""document.querySelector('tr[data-job-id="{job_id}"] .status')?.textContent === 'done'"""
-    )
+    wait_for_row_status(page, job_id, "done")
     assert row.get_by_role("progressbar").get_attribute("aria-valuenow") == "100"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "jobs-list.png"))
@@ -121,9 +135,8 @@ def test_an_invalid_param_is_rejected_next_to_its_field(page, server):
 
 
 def test_render_card_artifact_is_previewed_inline_and_downloadable(page):
-    job_id = submitted_job_id(page, "Hello from the console")
-    page.wait_for_function(
-        f"""document.querySelector('tr[data-job-id="{job_id}"] .status')?.textContent === 'done'""")
+    job_id = submitted_job_id(page, "render.card", title="Hello from the console")
+    wait_for_row_status(page, job_id, "done")
     page.locator(f'tr[data-job-id="{job_id}"]').get_by_role("link").click()
     image = page.get_by_role("img", name="Preview of card.png")
     image.wait_for()
@@ -134,21 +147,8 @@ def test_render_card_artifact_is_previewed_inline_and_downloadable(page):
 COMPANY_STREAM = re.compile(r"/api/companies/[^/]+/events$")
 
 
-def submit_card(page, title: str) -> None:
-    page.get_by_label("Job type").select_option("render.card")
-    form = page.locator('form[data-job-type="render.card"]')
-    form.locator('[name="title"]').fill(title)
-    form.get_by_role("button", name="Submit render.card").click()
-
-
 def row_status(page, job_id: str) -> str:
     return page.locator(f'tr[data-job-id="{job_id}"] .status').inner_text()
-
-
-def submitted_job_id(page, title: str) -> str:
-    with page.expect_response(is_submit) as answer:
-        submit_card(page, title)
-    return answer.value.json()["jobId"]
 
 
 def test_a_job_that_ends_before_the_company_stream_listens_shows_where_it_is(page, server):
@@ -157,15 +157,13 @@ def test_a_job_that_ends_before_the_company_stream_listens_shows_where_it_is(pag
     held = []
     page.route(COMPANY_STREAM, lambda route: held.append(route))
     page.reload()
-    job_id = submitted_job_id(page, "Before the stream")
+    job_id = submitted_job_id(page, "render.card", title="Before the stream")
     page.locator(f'tr[data-job-id="{job_id}"]').wait_for()
     with server.client("alice") as client:
         server.wait_for_status(client, server.company(), job_id, {"done"})
     assert len(held) == 1 and row_status(page, job_id) == "queued"
     held[0].continue_()
-    page.wait_for_function(
-        f"""document.querySelector('tr[data-job-id="{job_id}"] .status')?.textContent === 'done'""",
-        timeout=10_000)
+    wait_for_row_status(page, job_id, "done", timeout=10_000)
 
 
 def test_a_submit_answered_after_the_job_is_done_does_not_undo_its_row(page):
@@ -174,14 +172,13 @@ def test_a_submit_answered_after_the_job_is_done_does_not_undo_its_row(page):
     held = []
     page.route(re.compile(r"/content-jobs$"), lambda route: held.append((route, route.fetch()))
                if route.request.method == "POST" else route.continue_())
-    submit_card(page, "Answered late")
+    submit_form(page, "render.card", title="Answered late")
     while not held:
         page.wait_for_timeout(50)
     route, answer = held[0]
     job_id = answer.json()["jobId"]
     assert answer.json()["status"] == "queued"
-    page.wait_for_function(
-        f"""document.querySelector('tr[data-job-id="{job_id}"] .status')?.textContent === 'done'""")
+    wait_for_row_status(page, job_id, "done")
     route.fulfill(response=answer)
     page.wait_for_timeout(300)  # time for the page to take the answer in
     assert row_status(page, job_id) == "done"
@@ -191,7 +188,7 @@ def test_a_submit_the_server_never_answers_says_so_next_to_the_form(page, server
     jobs_before = job_count(server)
     page.route(re.compile(r"/content-jobs$"), lambda route: route.abort("connectionrefused")
                if route.request.method == "POST" else route.continue_())
-    submit_card(page, "Nobody home")
+    submit_form(page, "render.card", title="Nobody home")
     error = page.locator('form[data-job-type="render.card"] .form-error')
     error.wait_for(state="visible")
     assert error.inner_text() == "The server did not answer; the job was not submitted."
