@@ -10,6 +10,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
+from . import statements
 from .counters import increment
 from .models import Company, ContentJob, JobEvent
 from .representation import job_representation
@@ -29,6 +30,9 @@ def encode(data) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+EVENT_FIELDS = ("job", "company", "seq", "company_seq", "type", "data", "created_at")
+
+
 def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     """Store the job's current state as its next stream event; publish it after commit.
 
@@ -37,7 +41,7 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     counter, added to here, orders the company's events (its row stays locked until commit).
     """
     company_seq = increment(Company, job.company_id, "event_seq")
-    event = JobEvent.objects.create(
+    event = JobEvent(
         job_id=job.pk,
         company_id=job.company_id,
         seq=job.event_seq,
@@ -46,6 +50,7 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
         data=encode(job_representation(job)),
         created_at=timezone.now(),
     )
+    statements.insert(event, EVENT_FIELDS)
     transaction.on_commit(
         partial(job_changed.send, sender=ContentJob, job_id=job.pk, company_id=job.company_id, event=event)
     )

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from . import events, registry
+from . import events, registry, statements
 from .errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunLost
 from .models import Company, ContentJob
 
@@ -55,15 +55,9 @@ def _move(job: ContentJob, target: str, *, event_type: str | None = None, **fiel
     return job
 
 
-def _locked(job_or_id, *, attempt: int | None = None) -> ContentJob:
-    """The job, row-locked. With `attempt` (a runner's fencing token), only while that attempt
-    still holds the job: otherwise LeaseLost, so a presumed-dead runner that comes back writes
-    nothing."""
-    pk = getattr(job_or_id, "pk", job_or_id)
-    job = ContentJob.objects.select_for_update().get(pk=pk)
-    if attempt is not None and (job.status != S.RUNNING or job.attempt != attempt):
-        raise LeaseLost(pk, attempt)
-    return job
+def _locked(job_or_id) -> ContentJob:
+    """The job, read again and row-locked."""
+    return ContentJob.objects.select_for_update().get(pk=getattr(job_or_id, "pk", job_or_id))
 
 
 def _lease_until():
@@ -149,24 +143,21 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
 @transaction.atomic
 def job_start(*, job_id, worker_id: str = "") -> ContentJob | None:
     """Move a queued job to running for one more attempt, leased to `worker_id`; None if it
-    is no longer queued."""
-    try:
-        job = _locked(job_id)
-    except ContentJob.DoesNotExist:
-        return None
-    if job.status != S.QUEUED:
-        return None
-    return _move(
-        job,
-        S.RUNNING,
-        event_type=events.RUNNING,
-        attempt=job.attempt + 1,
-        started_at=timezone.now(),
-        progress=0.0,
-        stage="",
-        worker_id=worker_id[:100],
-        lease_expires_at=_lease_until(),
+    is no longer queued.
+
+    One statement moves it only if it is queued (so two workers never both start it) and
+    gives back the whole job, which the run and the event need."""
+    now = timezone.now()
+    job = statements.update_returning_instance(
+        ContentJob,
+        values={"status": S.RUNNING, "started_at": now, "updated_at": now, "progress": 0.0, "stage": "",
+                "worker_id": worker_id[:100], "lease_expires_at": _lease_until()},
+        where={"id": getattr(job_id, "pk", job_id), "status": S.QUEUED},
+        add_one=("attempt", "event_seq"),
     )
+    if job is not None:
+        events.record_job_event(job, events.RUNNING)
+    return job
 
 
 def job_heartbeat(*, job_id, attempt: int) -> bool:
@@ -208,40 +199,69 @@ def job_report_progress(
     *, job: ContentJob, progress: float, stage: str | None = None, attempt: int | None = None
 ) -> ContentJob:
     """Store a running job's progress (0 to 100) and stage, and publish it."""
-    job = _locked(job, attempt=attempt)
-    if job.status != S.RUNNING:
-        return job
-    job.progress = max(0.0, min(100.0, float(progress)))
+    fields = {"progress": max(0.0, min(100.0, float(progress)))}
     if stage is not None:
-        job.stage = stage[:255]
-    job.updated_at = timezone.now()
-    job.event_seq += 1
-    job.save(update_fields=["progress", "stage", "updated_at", "event_seq"])
-    events.record_job_event(job, events.PROGRESS)
-    return job
+        fields["stage"] = stage[:255]
+    if attempt is None:  # not a run's write: whichever attempt runs the job now
+        job = _locked(job)
+        if job.status != S.RUNNING:
+            return job
+        attempt = job.attempt
+    return _change_held(job, attempt=attempt, event_type=events.PROGRESS, **fields)
 
 
 @transaction.atomic
 def job_complete(*, job: ContentJob, result: dict | None, attempt: int | None = None) -> ContentJob:
     """A running job's handler finished: done, at 100%."""
-    return _move(_locked(job, attempt=attempt), S.DONE, progress=100.0, result=result, error=None, lease_expires_at=None)
+    return _end_run(job, S.DONE, attempt, progress=100.0, result=result, error=None, lease_expires_at=None)
 
 
 @transaction.atomic
 def job_fail(*, job: ContentJob, code: str, message: str, attempt: int | None = None) -> ContentJob:
     """A running job failed: its handler raised, or its worker was lost for good."""
-    return _move(
-        _locked(job, attempt=attempt), S.FAILED, error={"code": code, "message": message[:1000]}, lease_expires_at=None
-    )
+    return _end_run(job, S.FAILED, attempt, error={"code": code, "message": message[:1000]}, lease_expires_at=None)
 
 
 @transaction.atomic
 def job_stop_cancelled(*, job: ContentJob, attempt: int | None = None) -> ContentJob:
     """A running job's handler stopped at a checkpoint after cancellation was requested."""
-    job = _locked(job, attempt=attempt)
-    if job.status != S.RUNNING:
-        raise InvalidTransition(job.status, S.CANCELLED)
-    return _move(job, S.CANCELLED, error=None, lease_expires_at=None)
+    return _end_run(job, S.CANCELLED, attempt, error=None, lease_expires_at=None)
+
+
+def _end_run(job: ContentJob, target: str, attempt: int | None, **fields: Any) -> ContentJob:
+    """Move a running job to its end, as the run `attempt` (or, without it, whichever attempt
+    runs the job now)."""
+    if attempt is None:
+        job = _locked(job)
+        if job.status != S.RUNNING:
+            raise InvalidTransition(job.status, target)
+        attempt = job.attempt
+    return _change_held(job, attempt=attempt, status=target, finished_at=timezone.now(), **fields)
+
+
+def _change_held(job: ContentJob, *, attempt: int, event_type: str | None = None, **fields: Any) -> ContentJob:
+    """Change the job, which the run `attempt` holds, and store the event; LeaseLost (and no
+    change) once that attempt no longer holds it.
+
+    What a run writes (progress, its end) is one statement, moving the row only while it is
+    running under that attempt, and giving back what others may have changed meanwhile (a
+    cancellation request, and with it the event number); the rest of the job is the run's."""
+    fields["updated_at"] = fields.get("finished_at") or timezone.now()
+    held = statements.update_returning(
+        ContentJob,
+        values=fields,
+        where={"id": job.pk, "status": S.RUNNING, "attempt": attempt},
+        add_one=("event_seq",),
+        returning=("event_seq", "cancel_requested"),
+    )
+    if held is None:
+        raise LeaseLost(job.pk, attempt)
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.event_seq, job.cancel_requested = held[0], bool(held[1])
+    target = fields.get("status", S.RUNNING)
+    events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS[target])
+    return job
 
 
 @transaction.atomic

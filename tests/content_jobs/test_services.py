@@ -779,6 +779,28 @@ def test_writes_of_an_attempt_that_lost_its_lease_are_refused(company):
     assert services.job_complete(job=second, result={}, attempt=2).status == S.DONE
 
 
+def test_a_runs_writes_carry_what_others_changed_meanwhile(company):
+    """A run writes from the job it started with; a cancellation requested since then is in
+    its next events, numbered after the cancellation's own, and in the job it gets back."""
+    run = services.job_start(job_id=new_job(company).pk, worker_id="w1")
+    services.job_cancel(job=run)  # another request: the run's object does not know
+    assert run.cancel_requested is False
+    run = services.job_report_progress(job=run, progress=60, stage="late", attempt=run.attempt)
+    assert run.cancel_requested is True
+    done = services.job_complete(job=run, result={"ok": True}, attempt=run.attempt)
+    stored = stored_events(done)
+    assert [(e.seq, e.type) for e in stored] == [
+        (1, "content_job.status"), (2, "content_job.running"), (3, "content_job.progress"),
+        (4, "content_job.progress"), (5, "content_job.done"),
+    ]
+    progress, finished = (json.loads(e.data) for e in stored[3:])
+    assert (progress["cancelRequested"], progress["progress"], progress["stage"]) == (True, 60.0, "late")
+    assert (finished["cancelRequested"], finished["status"], finished["result"]) == (True, "done", {"ok": True})
+    assert_event_carries(stored[-1], done)
+    row = reload(done)
+    assert (row.status, row.event_seq, row.cancel_requested, row.progress) == (S.DONE, 5, True, 100.0)
+
+
 def test_the_reaper_queues_a_job_with_attempts_left_again(company, settings, django_capture_on_commit_callbacks):
     settings.NEXUS_MAX_ATTEMPTS = 2
     job = services.job_start(job_id=new_job(company).pk, worker_id="w9")
