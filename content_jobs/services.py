@@ -3,14 +3,13 @@
 Every state change is checked against TRANSITIONS, stored together with its stream event, and
 announced (signal, enqueue) only after the transaction commits.
 """
-import functools
 import hashlib
 import json
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import events, registry, statements
@@ -172,26 +171,14 @@ def job_heartbeat(*, job_id, attempt: int) -> bool:
 def job_check_lease(*, job_id, attempt: int) -> None:
     """Inside a transaction: lock the job and raise LeaseLost unless `attempt` holds it.
 
-    It runs before every log line and progress value a handler writes, so its statement is
-    written out, not built by the ORM each time (which was half the cost of storing a line).
+    It runs before every log line a handler writes, so its statement is written out
+    (content_jobs.statements), not built by the ORM each time (which was half the cost of
+    storing a line).
     """
     pk = getattr(job_id, "pk", job_id)
-    with connection.cursor() as cursor:
-        cursor.execute(_lease_sql(connection.vendor), [ContentJob._meta.pk.get_db_prep_value(pk, connection)])
-        held = cursor.fetchone()
+    held = statements.select_locked(ContentJob, pk, ("status", "attempt"))
     if held is None or tuple(held) != (S.RUNNING, attempt):
         raise LeaseLost(pk, attempt)
-
-
-@functools.cache
-def _lease_sql(vendor: str) -> str:
-    """SELECT ... FOR UPDATE of the job's status and attempt, as the ORM's select_for_update
-    writes it for this database (SQLite has no FOR UPDATE: its write lock orders writers)."""
-    qn = connection.ops.quote_name
-    meta = ContentJob._meta
-    columns = ", ".join(qn(meta.get_field(name).column) for name in ("status", "attempt"))
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return f"SELECT {columns} FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} = %s{lock}"
 
 
 @transaction.atomic

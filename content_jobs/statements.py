@@ -1,5 +1,5 @@
 """Statements written out for the writes that every run makes: a job's start, each progress
-value, its end, and the event stored with each.
+value, its end, the event stored with each, and the lease check before each log line.
 
 The ORM builds and compiles each statement anew, which was most of their cost: on SQLite a
 progress write took 1.2 ms through `select_for_update().get()`, `save()` and `create()`,
@@ -70,6 +70,25 @@ def _row_reader(model: type[models.Model], vendor: str) -> tuple[tuple, list]:
         if functions:
             converters.append((index, column, functions))
     return tuple(names), converters
+
+
+@functools.cache
+def _select_locked_sql(model: type[models.Model], vendor: str, names: tuple) -> str:
+    qn = connection.ops.quote_name
+    meta = model._meta
+    columns = ", ".join(qn(meta.get_field(name).column) for name in names)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return f"SELECT {columns} FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} = %s{lock}"
+
+
+def select_locked(model: type[models.Model], pk, names: tuple[str, ...]) -> tuple | None:
+    """The `names` fields of the `model` row `pk` as the database gives them, the row locked as
+    the ORM's select_for_update locks it (SQLite has no FOR UPDATE: its write lock orders
+    writers); None without the row."""
+    with connection.cursor() as cursor:
+        cursor.execute(_select_locked_sql(model, connection.vendor, names),
+                       [model._meta.pk.get_db_prep_value(pk, connection)])
+        return cursor.fetchone()
 
 
 @functools.cache
