@@ -233,6 +233,9 @@ def _change_held(job: ContentJob, *, attempt: int, event_type: str | None = None
     What a run writes (progress, its end) is one statement, moving the row only while it is
     running under that attempt, and giving back what others may have changed meanwhile (a
     cancellation request, and with it the event number); the rest of the job is the run's."""
+    target = fields.get("status", S.RUNNING)
+    if target != S.RUNNING and target not in TRANSITIONS[S.RUNNING]:
+        raise InvalidTransition(S.RUNNING, target)
     fields["updated_at"] = fields.get("finished_at") or timezone.now()
     held = statements.update_returning(
         ContentJob,
@@ -246,7 +249,6 @@ def _change_held(job: ContentJob, *, attempt: int, event_type: str | None = None
     for name, value in fields.items():
         setattr(job, name, value)
     job.event_seq, job.cancel_requested = held[0], bool(held[1])
-    target = fields.get("status", S.RUNNING)
     events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS[target])
     return job
 

@@ -16,20 +16,26 @@ def _prepared(model: type[models.Model], values: dict) -> list:
     return [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
 
 
+def _column(model: type[models.Model], name: str) -> str:
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    return connection.ops.quote_name(field.column)
+
+
+def _columns(model: type[models.Model], names) -> str:
+    return ", ".join(_column(model, name) for name in names)
+
+
+def _table(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
 @functools.cache
 def _update_sql(model: type[models.Model], vendor: str, set_names: tuple, where_names: tuple, add_one: tuple,
                 returning: tuple) -> str:
-    qn = connection.ops.quote_name
-    meta = model._meta
-
-    def column(name: str) -> str:
-        return qn(meta.get_field(name).column)
-
-    sets = [f"{column(name)} = %s" for name in set_names]
-    sets += [f"{column(name)} = {column(name)} + 1" for name in add_one]
-    where = " AND ".join(f"{column(name)} = %s" for name in where_names)
-    back = ", ".join(column(name) for name in returning)
-    return f"UPDATE {qn(meta.db_table)} SET {', '.join(sets)} WHERE {where} RETURNING {back}"
+    sets = [f"{_column(model, name)} = %s" for name in set_names]
+    sets += [f"{_column(model, name)} = {_column(model, name)} + 1" for name in add_one]
+    where = " AND ".join(f"{_column(model, name)} = %s" for name in where_names)
+    return f"UPDATE {_table(model)} SET {', '.join(sets)} WHERE {where} RETURNING {_columns(model, returning)}"
 
 
 def update_returning(model: type[models.Model], *, values: dict, where: dict, add_one: tuple[str, ...] = (),
@@ -74,11 +80,8 @@ def _row_reader(model: type[models.Model], vendor: str) -> tuple[tuple, list]:
 
 @functools.cache
 def _select_locked_sql(model: type[models.Model], vendor: str, names: tuple) -> str:
-    qn = connection.ops.quote_name
-    meta = model._meta
-    columns = ", ".join(qn(meta.get_field(name).column) for name in names)
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return f"SELECT {columns} FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} = %s{lock}"
+    return f"SELECT {_columns(model, names)} FROM {_table(model)} WHERE {_column(model, 'pk')} = %s{lock}"
 
 
 def select_locked(model: type[models.Model], pk, names: tuple[str, ...]) -> tuple | None:
@@ -93,11 +96,8 @@ def select_locked(model: type[models.Model], pk, names: tuple[str, ...]) -> tupl
 
 @functools.cache
 def _insert_sql(model: type[models.Model], vendor: str, names: tuple) -> str:
-    qn = connection.ops.quote_name
-    meta = model._meta
-    columns = ", ".join(qn(meta.get_field(name).column) for name in names)
     marks = ", ".join(["%s"] * len(names))
-    return f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({marks}) RETURNING {qn(meta.pk.column)}"
+    return f"INSERT INTO {_table(model)} ({_columns(model, names)}) VALUES ({marks}) RETURNING {_column(model, 'pk')}"
 
 
 def insert(instance: models.Model, names: tuple[str, ...]) -> models.Model:
