@@ -762,6 +762,39 @@ def test_two_concurrent_identical_submissions_create_one_job(company):
     assert DBTaskResult.objects.count() == rounds  # one run enqueued per job
 
 
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_starting_the_same_job_at_once_start_it_once(company):
+    rounds = 5
+    jobs = [new_job(company) for _ in range(rounds)]
+    barrier = threading.Barrier(2, timeout=30)
+    started: dict[int, list] = {0: [], 1: []}
+    errors: list[BaseException] = []
+
+    def start_each(worker_no: int) -> None:
+        try:
+            for job in jobs:
+                barrier.wait()
+                started[worker_no].append(services.job_start(job_id=job.pk, worker_id=f"w{worker_no}"))
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start_each, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    for job, first, second in zip(jobs, started[0], started[1]):
+        (winner,) = [run for run in (first, second) if run is not None]  # exactly one started it
+        row = reload(job)
+        assert (row.status, row.attempt, row.worker_id, row.event_seq) == (S.RUNNING, 1, winner.worker_id, 2)
+        assert event_types(job) == ["content_job.status", "content_job.running"]
+
+
 # Leases: the runner's fencing ------------------------------------------------------------
 def test_writes_of_an_attempt_that_lost_its_lease_are_refused(company):
     job = services.job_start(job_id=new_job(company).pk)
