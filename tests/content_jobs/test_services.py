@@ -723,36 +723,46 @@ def test_a_key_still_inside_its_window_is_replayed(company, settings):
     assert ContentJob.objects.count() == 1
 
 
-@pytest.mark.django_db(transaction=True)
-def test_two_concurrent_identical_submissions_create_one_job(company):
-    rounds = 5
+def race(rounds: int, step) -> tuple[list, list]:
+    """Call step(thread_no, round_no) from two threads, starting each round in both at the same
+    moment; each thread's results, in round order."""
     barrier = threading.Barrier(2, timeout=30)
-    outcomes: dict[int, list[tuple[str, bool]]] = {0: [], 1: []}
+    results: dict[int, list] = {0: [], 1: []}
     errors: list[BaseException] = []
 
-    def submit_each_round(thread_no: int) -> None:
+    def run(thread_no: int) -> None:
         try:
             for round_no in range(rounds):
                 barrier.wait()
-                job, created = services.job_submit(
-                    company=company, job_type="demo.steps", params={"steps": 3}, idempotency_key=f"race-{round_no}"
-                )
-                outcomes[thread_no].append((str(job.pk), created))
-        except BaseException as exc:  # reported by the test below
+                results[thread_no].append(step(thread_no, round_no))
+        except BaseException as exc:  # reported below
             errors.append(exc)
             barrier.abort()
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=submit_each_round, args=(n,)) for n in (0, 1)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert not any(thread.is_alive() for thread in threads)
     assert errors == []
-    assert len(outcomes[0]) == len(outcomes[1]) == rounds
-    for (job_a, created_a), (job_b, created_b) in zip(outcomes[0], outcomes[1]):
+    assert len(results[0]) == len(results[1]) == rounds
+    return results[0], results[1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_identical_submissions_create_one_job(company):
+    rounds = 5
+
+    def submit_same(thread_no: int, round_no: int) -> tuple[str, bool]:
+        job, created = services.job_submit(
+            company=company, job_type="demo.steps", params={"steps": 3}, idempotency_key=f"race-{round_no}"
+        )
+        return str(job.pk), created
+
+    for (job_a, created_a), (job_b, created_b) in zip(*race(rounds, submit_same)):
         assert job_a == job_b  # both callers get the same jobId
         assert sorted([created_a, created_b]) == [False, True]
     assert ContentJob.objects.count() == rounds
@@ -764,31 +774,12 @@ def test_two_concurrent_identical_submissions_create_one_job(company):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_workers_starting_the_same_job_at_once_start_it_once(company):
-    rounds = 5
-    jobs = [new_job(company) for _ in range(rounds)]
-    barrier = threading.Barrier(2, timeout=30)
-    started: dict[int, list] = {0: [], 1: []}
-    errors: list[BaseException] = []
+    jobs = [new_job(company) for _ in range(5)]
 
-    def start_each(worker_no: int) -> None:
-        try:
-            for job in jobs:
-                barrier.wait()
-                started[worker_no].append(services.job_start(job_id=job.pk, worker_id=f"w{worker_no}"))
-        except BaseException as exc:  # reported by the test below
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connection.close()
+    def start_same(worker_no: int, round_no: int):
+        return services.job_start(job_id=jobs[round_no].pk, worker_id=f"w{worker_no}")
 
-    threads = [threading.Thread(target=start_each, args=(n,)) for n in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
-    for job, first, second in zip(jobs, started[0], started[1]):
+    for job, first, second in zip(jobs, *race(len(jobs), start_same)):
         (winner,) = [run for run in (first, second) if run is not None]  # exactly one started it
         row = reload(job)
         assert (row.status, row.attempt, row.worker_id, row.event_seq) == (S.RUNNING, 1, winner.worker_id, 2)
