@@ -261,7 +261,8 @@ lease_keeper = LeaseKeeper()
 
 
 def run_job(job_id, *, worker_id: str = "") -> ContentJob | None:
-    """Run a queued job to its end; a job that is no longer queued is skipped (None)."""
+    """Run a queued job to its end; a job that is no longer queued is skipped (None). A run
+    whose attempt lost the job on the way raises LeaseLost, so that its task ends failed."""
     job = services.job_start(job_id=job_id, worker_id=worker_id)
     if job is None:
         logger.info("job %s is not queued any more; skipped", job_id)
@@ -271,9 +272,11 @@ def run_job(job_id, *, worker_id: str = "") -> ContentJob | None:
     try:
         return _run_handler(ctx)
     except LeaseLost:
-        # Another attempt owns the job now (or it was failed as lost): write nothing more.
+        # Another attempt owns the job now (or it was failed as lost): nothing more is written
+        # to the job, and the task result says the run was lost (not successful), even where
+        # the reaper had closed it already.
         logger.warning("job %s attempt %s lost its lease; its run is abandoned", job_id, ctx.attempt)
-        return None
+        raise
     finally:
         lease_keeper.drop(ctx)
         ctx.cancel_timer()

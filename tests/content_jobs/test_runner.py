@@ -347,6 +347,8 @@ def test_a_run_whose_lease_was_taken_stops_writing(api, jobs_url, worker, settin
     job = ContentJob.objects.get(pk=job_id)
     assert (job.status, job.attempt) == ("running", 2)  # attempt 1 neither finished nor failed it
     assert 1 <= written < 30 and LogLine.objects.filter(job_id=job_id).count() == written
+    (run,) = DBTaskResult.objects.all()  # the lost attempt's run says so, not "successful"
+    assert (run.status, run.exception_class_path) == ("FAILED", "content_jobs.errors.LeaseLost")
 
 
 def test_a_job_whose_run_a_dead_worker_had_claimed_is_run_to_done_by_the_next_worker(company, settings, request):
