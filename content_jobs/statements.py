@@ -16,26 +16,27 @@ def _prepared(model: type[models.Model], values: dict) -> list:
     return [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
 
 
-def _column(model: type[models.Model], name: str) -> str:
+def column(model: type[models.Model], name: str) -> str:
+    """The quoted column of a field ("pk": the primary key's)."""
     field = model._meta.pk if name == "pk" else model._meta.get_field(name)
     return connection.ops.quote_name(field.column)
 
 
-def _columns(model: type[models.Model], names) -> str:
-    return ", ".join(_column(model, name) for name in names)
+def columns(model: type[models.Model], names) -> str:
+    return ", ".join(column(model, name) for name in names)
 
 
-def _table(model: type[models.Model]) -> str:
+def table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
 @functools.cache
 def _update_sql(model: type[models.Model], vendor: str, set_names: tuple, where_names: tuple, add_one: tuple,
                 returning: tuple) -> str:
-    sets = [f"{_column(model, name)} = %s" for name in set_names]
-    sets += [f"{_column(model, name)} = {_column(model, name)} + 1" for name in add_one]
-    where = " AND ".join(f"{_column(model, name)} = %s" for name in where_names)
-    return f"UPDATE {_table(model)} SET {', '.join(sets)} WHERE {where} RETURNING {_columns(model, returning)}"
+    sets = [f"{column(model, name)} = %s" for name in set_names]
+    sets += [f"{column(model, name)} = {column(model, name)} + 1" for name in add_one]
+    where = " AND ".join(f"{column(model, name)} = %s" for name in where_names)
+    return f"UPDATE {table(model)} SET {', '.join(sets)} WHERE {where} RETURNING {columns(model, returning)}"
 
 
 def update_returning(model: type[models.Model], *, values: dict, where: dict, add_one: tuple[str, ...] = (),
@@ -81,7 +82,7 @@ def _row_reader(model: type[models.Model], vendor: str) -> tuple[tuple, list]:
 @functools.cache
 def _select_locked_sql(model: type[models.Model], vendor: str, names: tuple) -> str:
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return f"SELECT {_columns(model, names)} FROM {_table(model)} WHERE {_column(model, 'pk')} = %s{lock}"
+    return f"SELECT {columns(model, names)} FROM {table(model)} WHERE {column(model, 'pk')} = %s{lock}"
 
 
 def select_locked(model: type[models.Model], pk, names: tuple[str, ...]) -> tuple | None:
@@ -97,7 +98,7 @@ def select_locked(model: type[models.Model], pk, names: tuple[str, ...]) -> tupl
 @functools.cache
 def _insert_sql(model: type[models.Model], vendor: str, names: tuple) -> str:
     marks = ", ".join(["%s"] * len(names))
-    return f"INSERT INTO {_table(model)} ({_columns(model, names)}) VALUES ({marks}) RETURNING {_column(model, 'pk')}"
+    return f"INSERT INTO {table(model)} ({columns(model, names)}) VALUES ({marks}) RETURNING {column(model, 'pk')}"
 
 
 def insert(instance: models.Model, names: tuple[str, ...]) -> models.Model:

@@ -1,5 +1,5 @@
 """The only code that writes log lines."""
-from functools import partial
+from functools import cache, partial
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -8,10 +8,14 @@ from django.utils import timezone
 
 from content_jobs.counters import increment
 from content_jobs.errors import LogMessageTooLong
+from content_jobs.models import ContentJob
 from content_jobs.services import job_check_lease
 from content_jobs.signals import log_appended
+from content_jobs.statements import column, columns, table
 
 from .models import LogCursor, LogLine
+
+S = ContentJob.Status
 
 TRUNCATION_MESSAGE = "Log truncated: this job reached its limit of {limit} stored lines; further lines are counted, not stored."
 
@@ -22,7 +26,6 @@ def _check(message: str) -> None:
         raise LogMessageTooLong(limit)
 
 
-@transaction.atomic
 def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | None = None) -> list[LogLine]:
     """Store lines (message, severity) in order as the job's next lines; publish them on commit.
 
@@ -32,6 +35,16 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | No
     """
     for message, _severity in entries:
         _check(message)
+    if attempt is not None and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        lines = _append_in_one_statement(job_id, entries, attempt)
+        if lines is not None:
+            log_appended.send(sender=LogLine, job_id=job_id, lines=lines)  # committed
+            return lines
+    return _append(job_id, entries, attempt)
+
+
+@transaction.atomic
+def _append(job_id, entries: list[tuple[str, str]], attempt: int | None) -> list[LogLine]:
     if attempt is not None:
         job_check_lease(job_id=job_id, attempt=attempt)
     # The cursor's row lock orders a job's lines: ids are handed out and committed in order.
@@ -58,6 +71,7 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | No
 
 # Rows per INSERT: 5 parameters each, well under SQLite's and PostgreSQL's parameter limits.
 INSERT_ROWS = 500
+LINE_FIELDS = ("job", "event_id", "message", "severity", "created_at")
 
 
 def _insert(job_id, lines: list[LogLine], now) -> None:
@@ -70,20 +84,64 @@ def _insert(job_id, lines: list[LogLine], now) -> None:
     """
     if not lines:
         return
-    meta = LogLine._meta
-    qn = connection.ops.quote_name
-    names = ("job", "event_id", "message", "severity", "created_at")
-    columns = ", ".join(qn(meta.get_field(name).column) for name in names)
-    job = meta.get_field("job").get_db_prep_save(job_id, connection)
-    when = meta.get_field("created_at").get_db_prep_save(now, connection)
+    job, when = _prepared_job_and_time(job_id, now)
     with connection.cursor() as cursor:
         for start in range(0, len(lines), INSERT_ROWS):
             batch = lines[start:start + INSERT_ROWS]
             rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(batch))
             cursor.execute(
-                f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES {rows}",
+                f"INSERT INTO {table(LogLine)} ({columns(LogLine, LINE_FIELDS)}) VALUES {rows}",
                 [value for line in batch for value in (job, line.event_id, line.message, line.severity, when)],
             )
+
+
+def _prepared_job_and_time(job_id, now) -> tuple:
+    """The job and the time of a chunk's lines, as the database takes them (prepared once)."""
+    meta = LogLine._meta
+    return (meta.get_field("job").get_db_prep_save(job_id, connection),
+            meta.get_field("created_at").get_db_prep_save(now, connection))
+
+
+def _append_in_one_statement(job_id, entries: list[tuple[str, str]], attempt: int) -> list[LogLine] | None:
+    """A run's lines on PostgreSQL, in the usual case, as one statement in its own transaction:
+    the lease check (the job's row locked), the line numbers and the insert. Outside a
+    transaction there is no BEGIN to send: one round trip and one commit, against five round
+    trips for the same work in a transaction (0.16 ms each here). None when it stored nothing:
+    the attempt lost the job, the job has no cursor yet (its first lines) or the lines reach
+    its line limit; the transaction path then decides, as for every other caller."""
+    count = len(entries)
+    if count > INSERT_ROWS:
+        return None
+    now = timezone.now()
+    job, when = _prepared_job_and_time(job_id, now)
+    params = [job, S.RUNNING, attempt, count, count, settings.NEXUS_LOG_MAX_LINES, count, when]
+    for number, (message, severity) in enumerate(entries, 1):
+        params += [number, message, severity]
+    with connection.cursor() as cursor:
+        cursor.execute(_one_statement_sql(count), params)
+        stored = [row[0] for row in cursor.fetchall()]
+    if not stored:
+        return None
+    first = min(stored)
+    return [LogLine(job_id=job_id, event_id=first + i, message=message, severity=severity, created_at=now)
+            for i, (message, severity) in enumerate(entries)]
+
+
+@cache
+def _one_statement_sql(count: int) -> str:
+    job, cursor, line = ContentJob, LogCursor, LogLine
+    last, owner = column(cursor, "last_event_id"), column(cursor, "job")
+    rows = ", ".join(["(%s::bigint, %s::text, %s::text)"] * count)
+    return (
+        f"WITH held AS (SELECT {column(job, 'pk')} AS id FROM {table(job)} WHERE {column(job, 'pk')} = %s"
+        f" AND {column(job, 'status')} = %s AND {column(job, 'attempt')} = %s FOR UPDATE),"
+        f" numbered AS (UPDATE {table(cursor)} SET {last} = {last} + %s"
+        f" WHERE {owner} = (SELECT id FROM held) AND {last} + %s <= %s RETURNING {last}, {owner} AS job)"
+        f" INSERT INTO {table(line)} ({columns(line, LINE_FIELDS)})"
+        f" SELECT numbered.job, numbered.{last} - %s + given.number, given.message, given.severity, %s"
+        f" FROM numbered, (VALUES {rows}) AS given (number, message, severity)"
+        f" RETURNING {column(line, 'event_id')}"
+    )
 
 
 def _append_at_the_limit(job_id, entries, previous: int, limit: int, now) -> list[LogLine]:

@@ -1,10 +1,12 @@
 """Log lines: numbering per job, publishing on commit, the message size limit, the line cap."""
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from content_jobs import services
 from content_jobs.errors import LeaseLost, LogMessageTooLong
+from content_jobs.models import ContentJob
 from content_jobs.signals import log_appended
 from job_logs.models import LogCursor, LogLine
 from job_logs.services import log_append, log_append_many
@@ -254,3 +256,40 @@ def test_lines_of_an_attempt_that_does_not_hold_the_job_are_refused(job):
         log_append(job_id=job.pk, message="stale", attempt=running.attempt + 1)
     assert stored(job) == []
     assert log_append(job_id=job.pk, message="mine", attempt=running.attempt).event_id == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_runs_lines_outside_a_transaction_are_numbered_stored_sent_and_fenced(company, settings, log_appended_calls):
+    """What a handler logs (with its attempt, outside any transaction): on PostgreSQL one
+    statement a line or chunk once the job has lines; the same numbering, storage, signal, cap
+    and fencing as everywhere else."""
+    settings.NEXUS_LOG_MAX_LINES = 6
+    job = services.job_start(job_id=new_job(company).pk)
+    run = job.attempt
+    first = log_append(job_id=job.pk, message="first", attempt=run)  # its first line makes its cursor
+    chunk = log_append_many(job_id=job.pk, entries=[("it's 100% ünïcode", "warning"), ("two", "error")], attempt=run)
+    with CaptureQueriesContext(connection) as queries:
+        fourth = log_append(job_id=job.pk, message="fourth", attempt=run)
+    if connection.vendor == "postgresql":
+        assert len(queries) == 1
+    assert [first.event_id, *(line.event_id for line in chunk), fourth.event_id] == [1, 2, 3, 4]
+    assert stored(job) == [(1, "first", "info"), (2, "it's 100% ünïcode", "warning"), (3, "two", "error"),
+                           (4, "fourth", "info")]
+    assert [[(line.event_id, line.message) for line in lines] for _, lines in log_appended_calls] == [
+        [(1, "first")], [(2, "it's 100% ünïcode"), (3, "two")], [(4, "fourth")]]
+    assert all(job_id == job.pk for job_id, _ in log_appended_calls)
+
+    log_append_many(job_id=job.pk, entries=[("five", "info"), ("six", "info"), ("seven", "info")], attempt=run)
+    assert [message for _, message, _ in stored(job)[4:6]] == ["five", "six"]
+    assert "limit of 6 " in stored(job)[6][1] and len(stored(job)) == 7  # the cap's truncation line
+    assert log_append(job_id=job.pk, message="eight", attempt=run) is None and len(stored(job)) == 7
+
+    other = services.job_start(job_id=new_job(company).pk)
+    log_append(job_id=other.pk, message="mine", attempt=other.attempt)
+    ContentJob.objects.filter(pk=other.pk).update(attempt=other.attempt + 1)  # another attempt holds it now
+    sent = len(log_appended_calls)
+    with pytest.raises(LeaseLost):
+        log_append(job_id=other.pk, message="stale", attempt=other.attempt)
+    with pytest.raises(LeaseLost):
+        log_append_many(job_id=other.pk, entries=[("stale", "info"), ("too", "info")], attempt=other.attempt)
+    assert stored(other) == [(1, "mine", "info")] and len(log_appended_calls) == sent
