@@ -5,6 +5,8 @@ The ORM builds and compiles each statement anew, which was most of their cost: o
 progress write took 1.2 ms through `select_for_update().get()`, `save()` and `create()`,
 against 0.3 ms for a log line, whose statements were already written out. Here a statement is
 built once per shape and kept; values are prepared by their model fields, as the ORM would.
+The log lines' statements (job_logs.services) name their tables and columns with the helpers
+here too.
 """
 import functools
 
