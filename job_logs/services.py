@@ -57,10 +57,7 @@ def _append(job_id, entries: list[tuple[str, str]], attempt: int | None) -> list
     limit = settings.NEXUS_LOG_MAX_LINES
     now = timezone.now()
     if last <= limit:
-        lines = [
-            LogLine(job_id=job_id, event_id=last - count + i + 1, message=message, severity=severity, created_at=now)
-            for i, (message, severity) in enumerate(entries)
-        ]
+        lines = _numbered(job_id, entries, last - count + 1, now)
     else:
         lines = _append_at_the_limit(job_id, entries, last - count, limit, now)
     _insert(job_id, lines, now)
@@ -122,7 +119,11 @@ def _append_in_one_statement(job_id, entries: list[tuple[str, str]], attempt: in
         stored = [row[0] for row in cursor.fetchall()]
     if not stored:
         return None
-    first = min(stored)
+    return _numbered(job_id, entries, min(stored), now)
+
+
+def _numbered(job_id, entries: list[tuple[str, str]], first: int, now) -> list[LogLine]:
+    """The entries as the job's lines `first`, `first` + 1, ..., all stamped `now`."""
     return [LogLine(job_id=job_id, event_id=first + i, message=message, severity=severity, created_at=now)
             for i, (message, severity) in enumerate(entries)]
 
