@@ -1,8 +1,10 @@
 import logging
+import threading
 import time
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -144,3 +146,32 @@ def pytest_runtest_makereport(item, call):
 def server(live_server_proc) -> LiveServer:
     """The shared live server (modules that need a server of their own define `server` themselves)."""
     return live_server_proc
+
+
+def race(rounds: int, step) -> tuple[list, list]:
+    """Call step(thread_no, round_no) from two threads, starting each round in both at the same
+    moment; each thread's results, in round order."""
+    barrier = threading.Barrier(2, timeout=30)
+    results: dict[int, list] = {0: [], 1: []}
+    errors: list[BaseException] = []
+
+    def run(thread_no: int) -> None:
+        try:
+            for round_no in range(rounds):
+                barrier.wait()
+                results[thread_no].append(step(thread_no, round_no))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+            barrier.abort()
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert len(results[0]) == len(results[1]) == rounds
+    return results[0], results[1]

@@ -1,7 +1,6 @@
 """The service layer: every transition of the table, the stored stream events and their signal,
 enqueueing on commit, idempotency (also under concurrency), and the runner's lease fencing."""
 import json
-import threading
 from datetime import timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from content_jobs.models import Company, ContentJob, JobEvent
 from content_jobs.representation import job_representation
 from content_jobs.services import TRANSITIONS
 from content_jobs.signals import job_changed
+from tests.conftest import race
 
 S = ContentJob.Status
 RUN_TASK = "content_jobs.tasks.run_content_job"
@@ -721,35 +721,6 @@ def test_a_key_still_inside_its_window_is_replayed(company, settings):
     again, created = submit(company, key="k")
     assert (again.pk, created) == (old.pk, False)
     assert ContentJob.objects.count() == 1
-
-
-def race(rounds: int, step) -> tuple[list, list]:
-    """Call step(thread_no, round_no) from two threads, starting each round in both at the same
-    moment; each thread's results, in round order."""
-    barrier = threading.Barrier(2, timeout=30)
-    results: dict[int, list] = {0: [], 1: []}
-    errors: list[BaseException] = []
-
-    def run(thread_no: int) -> None:
-        try:
-            for round_no in range(rounds):
-                barrier.wait()
-                results[thread_no].append(step(thread_no, round_no))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-            barrier.abort()
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in (0, 1)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
-    assert errors == []
-    assert len(results[0]) == len(results[1]) == rounds
-    return results[0], results[1]
 
 
 @pytest.mark.django_db(transaction=True)
