@@ -5,8 +5,8 @@ The ORM builds and compiles each statement anew, which was most of their cost: o
 progress write took 1.2 ms through `select_for_update().get()`, `save()` and `create()`,
 against 0.3 ms for a log line, whose statements were already written out. Here a statement is
 built once per shape and kept; values are prepared by their model fields, as the ORM would.
-The log lines' statements (job_logs.services) name their tables and columns with the helpers
-here too.
+The log lines' statements (job_logs.services) and the worker's claim of its task rows
+(content_jobs.task_rows) name their tables and columns with the helpers here too.
 """
 import functools
 
@@ -56,10 +56,19 @@ def update_returning_instance(model: type[models.Model], *, values: dict, where:
                               add_one: tuple[str, ...] = ()):
     """update_returning, giving the updated row as a model instance (its fields converted from
     the database's values, as a query would); None if no row matched."""
+    row = update_returning(model, values=values, where=where, add_one=add_one, returning=row_fields(model))
+    return None if row is None else instance_from_row(model, row)
+
+
+def row_fields(model: type[models.Model]) -> tuple[str, ...]:
+    """The concrete fields of `model`, in the order instance_from_row reads a row."""
+    return _row_reader(model, connection.vendor)[0]
+
+
+def instance_from_row(model: type[models.Model], row) -> models.Model:
+    """A model instance from a row of its row_fields as the database gives them, each value
+    converted as a query would."""
     names, converters = _row_reader(model, connection.vendor)
-    row = update_returning(model, values=values, where=where, add_one=add_one, returning=names)
-    if row is None:
-        return None
     row = list(row)
     for index, column, functions in converters:
         for convert in functions:
