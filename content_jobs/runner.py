@@ -267,6 +267,11 @@ def run_job(job_id, *, worker_id: str = "") -> ContentJob | None:
     if job is None:
         logger.info("job %s is not queued any more; skipped", job_id)
         return None
+    return run_started(job)
+
+
+def run_started(job: ContentJob) -> ContentJob:
+    """Run a job that services.job_start started, to its end (LeaseLost as run_job)."""
     ctx = JobContext(job)
     lease_keeper.hold(ctx)
     try:
@@ -275,7 +280,7 @@ def run_job(job_id, *, worker_id: str = "") -> ContentJob | None:
         # Another attempt owns the job now (or it was failed as lost): nothing more is written
         # to the job, and the task result says the run was lost (not successful), even where
         # the reaper had closed it already.
-        logger.warning("job %s attempt %s lost its lease; its run is abandoned", job_id, ctx.attempt)
+        logger.warning("job %s attempt %s lost its lease; its run is abandoned", job.pk, ctx.attempt)
         raise
     finally:
         lease_keeper.drop(ctx)

@@ -139,13 +139,14 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
     return job
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def job_start(*, job_id, worker_id: str = "") -> ContentJob | None:
     """Move a queued job to running for one more attempt, leased to `worker_id`; None if it
     is no longer queued.
 
     One statement moves it only if it is queued (so two workers never both start it) and
-    gives back the whole job, which the run and the event need."""
+    gives back the whole job, which the run and the event need. Inside the worker's claim
+    (content_jobs.worker.RunLoop) it takes no savepoint: a start that fails undoes the claim."""
     now = timezone.now()
     job = statements.update_returning_instance(
         ContentJob,

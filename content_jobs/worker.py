@@ -1,12 +1,13 @@
 """The task worker: inside the server process (the embedded default) or as a worker process.
 
-It drives django-tasks-db's own Worker in batch mode ("run what is ready, then return") from a
-thread, so claiming stays the library's (`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, an
-exclusive transaction on SQLite). The library's loop installs signal handlers, which only a
-main thread may do, so this thread never calls that part; between batches it sleeps on an
-event that a submission in this process sets, so a new job starts at once, and looks again
-every NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (run_after, a lost wake-up).
-At scale, a submission in any process wakes every worker through the channel layer.
+It runs django-tasks-db's task rows in batches ("run what is ready, then return") from a
+thread: the library's Worker, with its loop's claim and close written out (RunLoop, below;
+content_jobs.task_rows), claiming as the library does (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
+the write lock on SQLite). The library's loop installs signal handlers, which only a main
+thread may do, so this thread never calls that part; between batches it sleeps on an event
+that a submission in this process sets, so a new job starts at once, and looks again every
+NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (run_after, a lost wake-up). At
+scale, a submission in any process wakes every worker through the channel layer.
 
 Beside it runs the reaper: every NEXUS_HEARTBEAT_SECONDS it gives back or fails the jobs whose
 worker stopped renewing their lease (content_jobs.services.jobs_reap), then closes the task rows
@@ -15,13 +16,79 @@ of runs whose worker is gone and runs again a job whose run was lost before it s
 """
 import logging
 import threading
+import time
 
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import OperationalError, close_old_connections, connections, transaction
 from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import Worker
+from django_tasks_db.models import DBTaskResult
+from django_tasks_db.utils import is_locked_database_exception
+
+from . import runner, services, task_rows
+from .models import ContentJob
+from .tasks import run_content_job
 
 logger = logging.getLogger(__name__)
+
+
+class RunLoop(Worker):
+    """django-tasks-db's Worker in batch mode, its loop's statements written out.
+
+    A job's run is claimed and its job started in one transaction, which also closes the
+    previous run's row: a job costs two commits (that one and its end) where the library's
+    loop and the run task made four. Rows of other tasks run through the library's run_task.
+    A job's run does not send django-tasks' task_started and task_finished signals, which
+    only log here; the job's own events and log say more."""
+
+    def run(self) -> None:
+        ended: DBTaskResult | None = None  # the last run's row, closed in the next claim's transaction
+        while self.running:
+            try:
+                with transaction.atomic():
+                    if ended is not None:
+                        task_rows.close_successful(task_row=ended)
+                    row = task_rows.claim_next(worker_id=self.worker_id, backend_name=self.backend_name)
+                    job_run = row is not None and row.task_path == run_content_job.module_path
+                    job = self._start(row) if job_run else None
+            except OperationalError as exc:
+                if not is_locked_database_exception(exc):
+                    raise
+                time.sleep(self.interval)  # another process holds SQLite's write lock: try again shortly
+                continue
+            ended = None
+            if row is None:
+                return
+            if not job_run:
+                self.run_task(row)
+                continue
+            ended = self._run(row, job)
+        if ended is not None:
+            with transaction.atomic():
+                task_rows.close_successful(task_row=ended)
+
+    def _start(self, row: DBTaskResult) -> ContentJob | None:
+        job_id = row.args_kwargs["args"][0]
+        job = services.job_start(job_id=job_id, worker_id=self.worker_id)
+        if job is None:
+            logger.info("job %s is not queued any more; skipped", job_id)
+        return job
+
+    def _run(self, row: DBTaskResult, job: ContentJob | None) -> DBTaskResult | None:
+        """Run the started job (None: nothing to run); the row to close as successful, or None
+        once it is closed as failed (a run that lost its lease, content_jobs.errors.LeaseLost)."""
+        self.running_task = True
+        try:
+            if job is not None:
+                runner.run_started(job)
+            return row
+        except BaseException as exc:
+            row.set_failed(exc)
+            return None
+        finally:
+            self.running_task = False
+            self._run_tasks += 1
+            close_old_connections()
 
 
 class EmbeddedWorker:
@@ -72,8 +139,6 @@ class EmbeddedWorker:
         logger.info("worker %s stopped%s", self.worker_id, " (a job was still running)" if self.alive() else "")
 
     def _reap_loop(self) -> None:
-        from . import services
-
         try:
             while not self._stopping.wait(settings.NEXUS_HEARTBEAT_SECONDS):
                 try:
@@ -94,7 +159,7 @@ class EmbeddedWorker:
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                self._batch = Worker(
+                self._batch = RunLoop(
                     queue_names=["*"],
                     interval=0.02,
                     batch=True,

@@ -1,0 +1,147 @@
+"""The worker's run loop (content_jobs.worker.RunLoop) and its written-out statements on
+django-tasks-db's task rows (content_jobs.task_rows): the rows the library would claim, in its
+order, and the states it would leave them in."""
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from django_tasks import task
+from django_tasks_db.models import DBTaskResult
+
+from content_jobs import services, task_rows
+from content_jobs.models import ContentJob, JobEvent
+from content_jobs.worker import RunLoop
+from tests.conftest import race
+
+S = ContentJob.Status
+
+
+@task()
+def echo(word: str) -> str:
+    """A task of another kind than a job's run: the library's run_task runs it."""
+    return word.upper()
+
+
+def claim(worker_id: str = "w1") -> DBTaskResult | None:
+    with transaction.atomic():
+        return task_rows.claim_next(worker_id=worker_id, backend_name="default")
+
+
+def run_loop(worker_id: str = "loop-1") -> RunLoop:
+    """Run what is ready in this thread, as a worker's batch does; returns once nothing is."""
+    loop = RunLoop(queue_names=["*"], interval=0.02, batch=True, backend_name="default", startup_delay=False,
+                   max_tasks=None, worker_id=worker_id, excluded_queue_names=[])
+    loop.run()
+    return loop
+
+
+def test_each_claim_takes_the_row_the_library_would_claim_next(db):
+    now = timezone.now()
+    echo.enqueue("first")
+    echo.using(priority=10).enqueue("urgent")
+    echo.enqueue("second")
+    echo.using(run_after=now - timedelta(minutes=5)).enqueue("overdue")
+    echo.using(run_after=now + timedelta(hours=1)).enqueue("later")
+    echo.using(priority=-10).enqueue("last")
+    claimed = []
+    while (expected := DBTaskResult.objects.ready().filter(backend_name="default").first()) is not None:
+        row = claim()
+        assert row.pk == expected.pk
+        claimed.append(row.args_kwargs["args"][0])
+    assert claimed == ["urgent", "overdue", "first", "second", "last"]
+    assert claim() is None  # "later" is not due
+    assert DBTaskResult.objects.get(status="READY").args_kwargs["args"] == ["later"]
+
+
+def test_a_claim_marks_the_row_running_for_its_worker_as_the_library_does(db):
+    echo.enqueue("again")
+    row = DBTaskResult.objects.get()
+    DBTaskResult.objects.filter(pk=row.pk).update(worker_ids=["w-before"])  # run once already
+    before = timezone.now()
+    claimed = claim("w-now")
+    stored = DBTaskResult.objects.get()
+    for got in (claimed, stored):
+        assert (got.status, got.worker_ids, got.args_kwargs) == ("RUNNING", ["w-before", "w-now"], row.args_kwargs)
+        assert before <= got.started_at <= timezone.now() and got.finished_at is None
+    assert claimed.task_result.worker_ids == ["w-before", "w-now"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_claiming_at_once_never_claim_the_same_row():
+    for n in range(20):
+        echo.enqueue(f"word {n}")
+    first, second = race(10, lambda worker_no, _round: claim(f"w{worker_no}"))
+    rows = first + second
+    assert None not in rows
+    assert len({row.pk for row in rows}) == 20
+    assert {row.pk: row.worker_ids for row in DBTaskResult.objects.all()} == {row.pk: row.worker_ids for row in rows}
+
+
+def test_a_close_marks_a_running_row_successful_but_never_one_the_reaper_closed(db):
+    echo.enqueue("a")
+    echo.enqueue("b")
+    running, reaped = claim(), claim()
+    DBTaskResult.objects.filter(pk=reaped.pk).update(status="FAILED", exception_class_path="x.RunLost")
+    with transaction.atomic():
+        assert task_rows.close_successful(task_row=running) is True
+        assert task_rows.close_successful(task_row=reaped) is False
+    running.refresh_from_db()
+    reaped.refresh_from_db()
+    assert (running.status, running.return_value, running.traceback) == ("SUCCESSFUL", None, "")
+    assert running.finished_at >= running.started_at
+    assert (reaped.status, reaped.exception_class_path, reaped.finished_at) == ("FAILED", "x.RunLost", None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_runs_jobs_to_their_end_and_other_tasks_through_the_library(company):
+    done, _ = services.job_submit(company=company, job_type="demo.steps", params={"steps": 2, "delayMs": 0})
+    cancelled, _ = services.job_submit(company=company, job_type="demo.steps", params={"steps": 2, "delayMs": 0})
+    services.job_cancel(job=cancelled)  # before any worker took its run
+    echo.enqueue("hello")
+
+    loop = run_loop("loop-7")
+
+    assert loop._run_tasks == 3
+    done.refresh_from_db()
+    assert (done.status, done.attempt, done.worker_id, done.progress) == (S.DONE, 1, "loop-7", 100.0)
+    assert list(JobEvent.objects.filter(job=done).order_by("seq").values_list("type", flat=True)) == [
+        "content_job.status", "content_job.running", "content_job.progress", "content_job.progress",
+        "content_job.done"]
+    cancelled.refresh_from_db()
+    assert (cancelled.status, cancelled.attempt) == (S.CANCELLED, 0)
+    rows = {row.args_kwargs["args"][0]: row for row in DBTaskResult.objects.all()}
+    assert {arg: (row.status, row.worker_ids) for arg, row in rows.items()} == {
+        str(done.pk): ("SUCCESSFUL", ["loop-7"]),
+        str(cancelled.pk): ("SUCCESSFUL", ["loop-7"]),
+        "hello": ("SUCCESSFUL", ["loop-7"]),
+    }
+    assert rows["hello"].return_value == "HELLO"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_loop_that_dies_while_starting_a_job_leaves_its_run_ready_for_the_next(company, monkeypatch):
+    """The claim and the job's start are one transaction: a worker that stops between them
+    (here: an error in the start) has claimed nothing, and the next worker runs the job."""
+    job, _ = services.job_submit(company=company, job_type="demo.steps", params={"steps": 1, "delayMs": 0})
+
+    start = services.job_start
+
+    def broken_start(**kwargs):
+        start(**kwargs)
+        raise RuntimeError("the worker died here")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "job_start", broken_start)
+        with pytest.raises(RuntimeError):
+            run_loop("loop-dead")
+    job.refresh_from_db()
+    (row,) = DBTaskResult.objects.all()
+    assert (job.status, job.attempt, row.status, row.worker_ids) == (S.QUEUED, 0, "READY", [])
+    assert list(JobEvent.objects.filter(job=job).values_list("type", flat=True)) == ["content_job.status"]
+
+    run_loop("loop-next")
+    job.refresh_from_db()
+    row.refresh_from_db()
+    assert (job.status, job.attempt, job.worker_id) == (S.DONE, 1, "loop-next")
+    assert (row.status, row.worker_ids) == ("SUCCESSFUL", ["loop-next"])
