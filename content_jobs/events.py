@@ -40,6 +40,9 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     holding the job's row lock (select_for_update), which orders a job's events; the company's
     counter, added to here, orders the company's events (its row stays locked until commit).
     """
+    data = encode(job_representation(job))
+    # The company's counter row stays locked until commit, and every worker's events take it:
+    # it is taken last, with everything else ready.
     company_seq = increment(Company, job.company_id, "event_seq")
     event = JobEvent(
         job_id=job.pk,
@@ -47,7 +50,7 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
         seq=job.event_seq,
         company_seq=company_seq,
         type=event_type,
-        data=encode(job_representation(job)),
+        data=data,
         created_at=timezone.now(),
     )
     statements.insert(event, EVENT_FIELDS)
