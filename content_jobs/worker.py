@@ -17,6 +17,7 @@ of runs whose worker is gone and runs again a job whose run was lost before it s
 import logging
 import threading
 import time
+import uuid
 
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connections, transaction
@@ -30,6 +31,19 @@ from .models import ContentJob
 from .tasks import run_content_job
 
 logger = logging.getLogger(__name__)
+
+
+def _job_id(row: DBTaskResult | None) -> uuid.UUID | None:
+    """The id of the job that `row` runs; None for a row of another task, or for a job's run in
+    a shape that no job takes (the library's run_task runs those, and fails them with their
+    traceback, instead of this loop claiming them again and again)."""
+    if row is None or row.task_path != run_content_job.module_path:
+        return None
+    try:
+        (job_id,) = row.args_kwargs["args"]
+        return uuid.UUID(job_id)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 class RunLoop(Worker):
@@ -49,8 +63,8 @@ class RunLoop(Worker):
                     if ended is not None:
                         task_rows.close_successful(task_row=ended)
                     row = task_rows.claim_next(worker_id=self.worker_id, backend_name=self.backend_name)
-                    job_run = row is not None and row.task_path == run_content_job.module_path
-                    job = self._start(row) if job_run else None
+                    job_id = _job_id(row)
+                    job = self._start(job_id) if job_id is not None else None
             except OperationalError as exc:
                 if not is_locked_database_exception(exc):
                     raise
@@ -59,7 +73,7 @@ class RunLoop(Worker):
             ended = None
             if row is None:
                 return
-            if not job_run:
+            if job_id is None:
                 self.run_task(row)
                 continue
             ended = self._run(row, job)
@@ -67,8 +81,7 @@ class RunLoop(Worker):
             with transaction.atomic():
                 task_rows.close_successful(task_row=ended)
 
-    def _start(self, row: DBTaskResult) -> ContentJob | None:
-        job_id = row.args_kwargs["args"][0]
+    def _start(self, job_id: uuid.UUID) -> ContentJob | None:
         job = services.job_start(job_id=job_id, worker_id=self.worker_id)
         if job is None:
             logger.info("job %s is not queued any more; skipped", job_id)

@@ -145,3 +145,19 @@ def test_a_loop_that_dies_while_starting_a_job_leaves_its_run_ready_for_the_next
     row.refresh_from_db()
     assert (job.status, job.attempt, job.worker_id) == (S.DONE, 1, "loop-next")
     assert (row.status, row.worker_ids) == ("SUCCESSFUL", ["loop-next"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_row_that_names_no_job_fails_through_the_library_and_the_queue_goes_on(company):
+    from content_jobs.tasks import run_content_job
+
+    run_content_job.enqueue("not-a-job-id")  # a row written by hand, say
+    job, _ = services.job_submit(company=company, job_type="demo.steps", params={"steps": 1, "delayMs": 0})
+
+    run_loop()
+
+    bad = DBTaskResult.objects.get(args_kwargs__args__0="not-a-job-id")
+    assert (bad.status, bad.exception_class_path) == ("FAILED", "django.core.exceptions.ValidationError")
+    assert "not-a-job-id" in bad.traceback
+    job.refresh_from_db()
+    assert job.status == S.DONE
