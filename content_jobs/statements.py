@@ -91,6 +91,32 @@ def _row_reader(model: type[models.Model], vendor: str) -> tuple[tuple, list]:
 
 
 @functools.cache
+def _select_with_sql(model: type[models.Model], vendor: str, related: str, where_names: tuple) -> str:
+    other = model._meta.get_field(related).related_model
+    own, theirs = table(model), table(other)
+    read = [f"{own}.{column(model, name)}" for name in row_fields(model)]
+    read += [f"{theirs}.{column(other, name)}" for name in row_fields(other)]
+    where = " AND ".join(f"{own}.{column(model, name)} = %s" for name in where_names)
+    return (f"SELECT {', '.join(read)} FROM {own} JOIN {theirs} ON {theirs}.{column(other, 'pk')} = "
+            f"{own}.{column(model, related)} WHERE {where}")
+
+
+def select_with(model: type[models.Model], related: str, where: dict):
+    """The `model` row matching `where` (names to values, all equal; at most one row may), with
+    the row of its `related` foreign key read in the same statement, as select_related reads
+    it; None without it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_select_with_sql(model, connection.vendor, related, tuple(where)), _prepared(model, where))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(row_fields(model))
+    instance = instance_from_row(model, row[:split])
+    setattr(instance, related, instance_from_row(model._meta.get_field(related).related_model, row[split:]))
+    return instance
+
+
+@functools.cache
 def _select_locked_sql(model: type[models.Model], vendor: str, names: tuple) -> str:
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     return f"SELECT {columns(model, names)} FROM {table(model)} WHERE {column(model, 'pk')} = %s{lock}"
