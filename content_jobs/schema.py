@@ -103,7 +103,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
 
 
 class TokenScheme(OpenApiAuthenticationExtension):
-    target_class = "rest_framework.authentication.TokenAuthentication"
+    target_class = "content_jobs.authentication.TokenAuthentication"
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema):

@@ -10,6 +10,7 @@ from content_jobs import services
 from content_jobs.models import ContentJob, JobEvent
 from content_jobs.runner import JobContext
 from job_logs.models import LogLine
+from tests.conftest import client_for
 
 JOB_KEYS = {
     "jobId", "companyId", "jobType", "status", "progress", "stage", "params", "result", "error", "sourceTaskId",
@@ -761,3 +762,19 @@ def test_healthz_answers_without_auth(db, path):
     response = APIClient().get(path)
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+def test_a_token_acts_as_its_user_and_an_inactive_users_token_is_401_and_changes_nothing(member, jobs_url, company):
+    client = client_for(member)
+    created = submit(client, jobs_url, {"jobType": "demo.steps"})
+    assert created.status_code == 202
+    assert ContentJob.objects.get(pk=created.json()["jobId"]).created_by == member
+
+    member.is_active = False
+    member.save(update_fields=["is_active"])
+    before = snapshot()
+    for method, url in [("get", jobs_url), ("post", jobs_url)]:
+        response = getattr(client, method)(url, {"jobType": "demo.steps"} if method == "post" else None, format="json")
+        body = assert_problem(response, 401, "authentication_failed")
+        assert body["detail"] == "User inactive or deleted."
+    assert snapshot() == before

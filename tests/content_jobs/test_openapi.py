@@ -47,7 +47,10 @@ def test_every_api_url_is_in_the_schema(schema):
 
 def test_both_auth_schemes_and_the_stream_token_are_declared(schema):
     schemes = schema["components"]["securitySchemes"]
-    assert schemes["tokenAuth"]["in"] == "header"
+    assert schemes["tokenAuth"] == {  # and where a key comes from
+        "type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "`Token <key>` (python manage.py issue_token <username>)",
+    }
     assert schemes["cookieAuth"]["in"] == "cookie"
     assert schemes["streamToken"]["in"] == "query"
 
