@@ -2,6 +2,8 @@
 nothing waits before it; what the socket does not take waits in Twisted's queue, in order."""
 import socket
 
+import httpx
+
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.internet.protocol import Protocol
@@ -70,3 +72,23 @@ def test_a_write_after_the_peer_is_gone_does_not_raise():
     # The error is left to Twisted's queue, which reports the lost connection on its next turn.
     assert server in reactor.writers
     assert server.doWrite() is not None
+
+
+def test_daphne_builds_requests_that_leave_a_post_body_to_the_application(live_server_proc):
+    import daphne.http_protocol
+
+    from nexus_site import transport
+
+    transport.install()
+    channel = daphne.http_protocol.HTTPFactory(server=None).buildProtocol(("127.0.0.1", 0))
+    assert channel.requestFactory is transport.FormlessRequest
+    assert issubclass(transport.FormlessRequest, daphne.http_protocol.http.Request)
+
+    # Through a real server, a form's body still reaches Django whole (Django parses it).
+    with httpx.Client(base_url=live_server_proc.url) as client:
+        page = client.get("/console/login/")
+        token = client.cookies["csrftoken"]
+        answer = client.post("/console/login/", data={"username": "alice", "password": "pw-alice",
+                                                      "csrfmiddlewaretoken": token})
+    assert answer.status_code == 302 and "/console/" in answer.headers["location"]
+    assert page.status_code == 200
