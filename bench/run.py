@@ -353,8 +353,7 @@ print("SPAN " + json.dumps({{"done": q.filter(status="done").count(), "seconds":
 # This machine's PostgreSQL runs with autovacuum off (PostgreSQL's default is on). Without it
 # the rows of every run claimed so far stay in the task table's index of ready rows, and each
 # claim steps over them: the claim's query took 1.3 ms with 7,000 claimed rows behind it, 0.04 ms
-# after a vacuum.
-# So each throughput run starts from a vacuumed table, as it would with autovacuum on.
+# after a vacuum. So each throughput run starts from a vacuumed database, as with autovacuum on.
 VACUUM = """
 from django.db import connection
 if connection.vendor == "postgresql":

@@ -6,7 +6,8 @@ progress write took 1.2 ms through `select_for_update().get()`, `save()` and `cr
 against 0.3 ms for a log line, whose statements were already written out. Here a statement is
 built once per shape and kept; values are prepared by their model fields, as the ORM would.
 The log lines' statements (job_logs.services) and the worker's claim of its task rows
-(content_jobs.task_rows) name their tables and columns with the helpers here too.
+(content_jobs.task_rows) name their tables and columns with the helpers here too, and the two
+lookups every API request makes (its token, its membership) are select_with statements.
 """
 import functools
 

@@ -17,8 +17,7 @@ from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from . import statements
-from .statements import column, columns, table
+from .statements import column, columns, instance_from_row, row_fields, table
 
 
 @functools.cache
@@ -30,7 +29,7 @@ def _claim_sql(vendor: str) -> str:
     else:  # SQLite: its write lock, taken when the transaction starts, keeps other claims out
         added = f"json_insert({c('worker_ids')}, '$[#]', %s)"
         lock = ""
-    names = statements.row_fields(DBTaskResult)
+    names = row_fields(DBTaskResult)
     return (
         f"UPDATE {table(DBTaskResult)} SET {c('status')} = %s, {c('started_at')} = %s, {c('worker_ids')} = {added} "
         f"WHERE {c('pk')} = (SELECT {c('pk')} FROM {table(DBTaskResult)} "
@@ -45,17 +44,16 @@ def claim_next(*, worker_id: str, backend_name: str) -> DBTaskResult | None:
     the worker named last in its worker_ids), as the library's worker claims it; None when no
     row is ready. Call it inside a transaction."""
     now = timezone.now()
-    date_field = DBTaskResult._meta.get_field("run_after")
+    when = DBTaskResult._meta.get_field("run_after").get_db_prep_save  # as every date field of the row
     params = [
-        TaskResultStatus.RUNNING, date_field.get_db_prep_save(now, connection), worker_id,
-        TaskResultStatus.READY, backend_name,
-        date_field.get_db_prep_save(get_date_max(), connection), date_field.get_db_prep_save(now, connection),
+        TaskResultStatus.RUNNING, when(now, connection), worker_id,
+        TaskResultStatus.READY, backend_name, when(get_date_max(), connection), when(now, connection),
         TaskResultStatus.READY,  # checked again once the row is locked (a claim that waited for it)
     ]
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(connection.vendor), params)
         row = cursor.fetchone()
-    return None if row is None else statements.instance_from_row(DBTaskResult, row)
+    return None if row is None else instance_from_row(DBTaskResult, row)
 
 
 @functools.cache

@@ -1,13 +1,13 @@
 """The task worker: inside the server process (the embedded default) or as a worker process.
 
-It runs django-tasks-db's task rows in batches ("run what is ready, then return") from a
-thread: the library's Worker, with its loop's claim and close written out (RunLoop, below;
-content_jobs.task_rows), claiming as the library does (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
-the write lock on SQLite). The library's loop installs signal handlers, which only a main
-thread may do, so this thread never calls that part; between batches it sleeps on an event
-that a submission in this process sets, so a new job starts at once, and looks again every
-NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (run_after, a lost wake-up). At
-scale, a submission in any process wakes every worker through the channel layer.
+It runs django-tasks-db's task rows from a thread, in the library's batch mode ("run what is
+ready, then return"): the library's Worker, its loop's claim and close written out (RunLoop,
+below; content_jobs.task_rows), claiming as the library does (`FOR UPDATE SKIP LOCKED` on
+PostgreSQL, the write lock on SQLite). The library's loop installs signal handlers, which only
+a main thread may do, so this thread never calls that part; between batches it sleeps on an
+event that a submission in this process sets, so a new job starts at once, and looks again
+every NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (run_after, a lost wake-up).
+At scale, a submission in any process wakes every worker through the channel layer.
 
 Beside it runs the reaper: every NEXUS_HEARTBEAT_SECONDS it gives back or fails the jobs whose
 worker stopped renewing their lease (content_jobs.services.jobs_reap), then closes the task rows
