@@ -161,3 +161,30 @@ def test_a_run_row_that_names_no_job_fails_through_the_library_and_the_queue_goe
     assert "not-a-job-id" in bad.traceback
     job.refresh_from_db()
     assert job.status == S.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_librarys_own_db_worker_still_runs_jobs_as_the_spec_allows(company):
+    """The architecture lets `db_worker` processes run jobs at scale: its loop, not RunLoop's,
+    takes the same rows and runs them through the run task."""
+    import logging
+    import signal
+
+    from django.core.management import call_command
+
+    job, _ = services.job_submit(company=company, job_type="demo.steps", params={"steps": 2, "delayMs": 0})
+    saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)}
+    loggers = [logging.getLogger(name) for name in ("django_tasks", "django_tasks_db")]
+    saved_levels = [logger.level for logger in loggers]
+    try:  # the command installs signal handlers and sets its loggers' levels: both are put back
+        call_command("db_worker", "--batch", "--queue-name", "*", "--no-startup-delay", "--worker-id", "library",
+                     verbosity=0)
+    finally:
+        for sig, handler in saved_signals.items():
+            signal.signal(sig, handler)
+        for logger, level in zip(loggers, saved_levels):
+            logger.setLevel(level)
+    job.refresh_from_db()
+    (row,) = DBTaskResult.objects.all()
+    assert (job.status, job.attempt, job.worker_id) == (S.DONE, 1, "library")
+    assert (row.status, row.worker_ids) == ("SUCCESSFUL", ["library"])
