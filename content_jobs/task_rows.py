@@ -4,7 +4,7 @@ The library's worker loop builds its ORM queries anew for every task: reading th
 row, claiming it and closing it were 55–60% of a no-op job's time in a worker, more than the
 job's own start, end and two stored events. Here the same rows move through the same states
 (READY → RUNNING → SUCCESSFUL or FAILED), in the library's order (priority, then run_after,
-then enqueued_at), with one statement each, built once per database:
+then enqueued_at), with one statement each, built once per database (content_jobs.statements):
 - a claim takes the next ready row (on PostgreSQL passing over rows that another worker is
   claiming this moment: FOR UPDATE SKIP LOCKED, as the library's get_locked does);
 - a close marks the claimed row successful, unless the reaper closed it meanwhile.
@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from .statements import column, columns, instance_from_row, row_fields, table
+from .statements import column, columns, instance_from_row, row_fields, table, update_returning
 
 
 @functools.cache
@@ -56,24 +56,13 @@ def claim_next(*, worker_id: str, backend_name: str) -> DBTaskResult | None:
     return None if row is None else instance_from_row(DBTaskResult, row)
 
 
-@functools.cache
-def _close_sql(vendor: str) -> str:
-    c = functools.partial(column, DBTaskResult)
-    return (
-        f"UPDATE {table(DBTaskResult)} SET {c('status')} = %s, {c('finished_at')} = %s, {c('return_value')} = NULL, "
-        f"{c('exception_class_path')} = '', {c('traceback')} = '' WHERE {c('pk')} = %s AND {c('status')} = %s"
-    )
-
-
 def close_successful(*, task_row: DBTaskResult) -> bool:
-    """Mark a claimed task row successful (the run task returns nothing); False when it is not
-    running any more (the reaper closed it as lost)."""
-    params = [
-        TaskResultStatus.SUCCESSFUL,
-        DBTaskResult._meta.get_field("finished_at").get_db_prep_save(timezone.now(), connection),
-        DBTaskResult._meta.pk.get_db_prep_value(task_row.pk, connection),
-        TaskResultStatus.RUNNING,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_close_sql(connection.vendor), params)
-        return cursor.rowcount == 1
+    """Mark a claimed task row successful, as the library's set_successful does (the run task
+    returns nothing); False when it is not running any more (the reaper closed it as lost)."""
+    return update_returning(
+        DBTaskResult,
+        values={"status": TaskResultStatus.SUCCESSFUL, "finished_at": timezone.now(), "return_value": None,
+                "exception_class_path": "", "traceback": ""},
+        where={"id": task_row.pk, "status": TaskResultStatus.RUNNING},
+        returning=("id",),
+    ) is not None
