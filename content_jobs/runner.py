@@ -263,11 +263,16 @@ lease_keeper = LeaseKeeper()
 def run_job(job_id, *, worker_id: str = "") -> ContentJob | None:
     """Run a queued job to its end; a job that is no longer queued is skipped (None). A run
     whose attempt lost the job on the way raises LeaseLost, so that its task ends failed."""
+    job = start_job(job_id, worker_id=worker_id)
+    return None if job is None else run_started(job)
+
+
+def start_job(job_id, *, worker_id: str) -> ContentJob | None:
+    """services.job_start for a run; a job that is no longer queued is skipped (None)."""
     job = services.job_start(job_id=job_id, worker_id=worker_id)
     if job is None:
         logger.info("job %s is not queued any more; skipped", job_id)
-        return None
-    return run_started(job)
+    return job
 
 
 def run_started(job: ContentJob) -> ContentJob:

@@ -64,7 +64,7 @@ class RunLoop(Worker):
                         task_rows.close_successful(task_row=ended)
                     row = task_rows.claim_next(worker_id=self.worker_id, backend_name=self.backend_name)
                     job_id = _job_id(row)
-                    job = self._start(job_id) if job_id is not None else None
+                    job = runner.start_job(job_id, worker_id=self.worker_id) if job_id is not None else None
             except OperationalError as exc:
                 if not is_locked_database_exception(exc):
                     raise
@@ -80,12 +80,6 @@ class RunLoop(Worker):
         if ended is not None:
             with transaction.atomic():
                 task_rows.close_successful(task_row=ended)
-
-    def _start(self, job_id: uuid.UUID) -> ContentJob | None:
-        job = services.job_start(job_id=job_id, worker_id=self.worker_id)
-        if job is None:
-            logger.info("job %s is not queued any more; skipped", job_id)
-        return job
 
     def _run(self, row: DBTaskResult, job: ContentJob | None) -> DBTaskResult | None:
         """Run the started job (None: nothing to run); the row to close as successful, or None
