@@ -1,7 +1,9 @@
 // Reference SSE broadcaster on Node's http: the practical ceiling of this machine for holding
 // idle connections and fanning one message out to many. GET /sse subscribes; POST /publish?n=N
-// sends N events (each stamped with the send time) to every subscriber.
+// sends N events (each stamped with the send time) to every subscriber, as one burst, or with
+// &intervalMs=M one event every M ms (the pace of the latency figure's pulse job).
 const http = require("http");
+const { performance } = require("perf_hooks");
 const port = Number(process.argv[2] || 9100);
 const clients = new Set();
 http.createServer((req, res) => {
@@ -13,14 +15,19 @@ http.createServer((req, res) => {
     return;
   }
   if (req.url.startsWith("/publish")) {
-    const n = Number(new URL(req.url, "http://x").searchParams.get("n") || 1);
+    const query = new URL(req.url, "http://x").searchParams;
+    const n = Number(query.get("n") || 1);
+    const interval = Number(query.get("intervalMs") || 0);
+    const stamp = () => ((performance.timeOrigin + performance.now()) / 1000).toFixed(6);
     let i = 0;
     const burst = () => {
-      for (let k = 0; k < 100 && i < n; k++, i++) {
-        const frame = `id: ${i + 1}\ndata: {"log":{"event_message":"t=${(Date.now() / 1000).toFixed(6)} i=${i}"}}\n\n`;
+      for (let k = 0; k < (interval ? 1 : 100) && i < n; k++, i++) {
+        const frame = `id: ${i + 1}\ndata: {"log":{"event_message":"t=${stamp()} i=${i}"}}\n\n`;
         for (const c of clients) c.write(frame);
       }
-      if (i < n) setImmediate(burst); else res.end(String(clients.size));
+      if (i >= n) res.end(String(clients.size));
+      else if (interval) setTimeout(burst, interval);
+      else setImmediate(burst);
     };
     burst();
     return;

@@ -1,6 +1,7 @@
-"""Baseline: django-eventstream used as its README shows (its own view, its database storage,
-send_event in the web process), on stock Django: its middleware, its SQLite backend and ASGI
-handler (bench/baselines/stock_asgi.py), and django-eventstream's own listener manager."""
+"""Baselines on stock Django (its middleware, its SQLite backend and ASGI handler,
+bench/baselines/stock_asgi.py): django-eventstream used as its README shows (its own view, its
+database storage, send_event in the web process, its own listener manager), and a DRF model
+viewset with DRF's token authentication, whose POST creates a row."""
 from nexus_site.settings import *  # noqa: F401,F403
 from nexus_site.settings import DATABASES, INSTALLED_APPS
 
@@ -10,7 +11,11 @@ EVENTSTREAM_CHANNELMANAGER_CLASS = "django_eventstream.channelmanager.DefaultCha
 NEXUS_EMBEDDED_WORKER = False
 # None of the project's own speed-ups: its apps (content_jobs installs its listener manager),
 # its middleware, its SQLite backend.
-INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in ("content_jobs", "job_logs")]
+INSTALLED_APPS = [app for app in INSTALLED_APPS if app not in ("content_jobs", "job_logs")] + ["bench.baselines"]
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -5,6 +5,9 @@ from django.http import HttpResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 from django_eventstream import send_event
+from rest_framework import routers, serializers, viewsets
+
+from bench.baselines.models import Note
 
 
 @csrf_exempt
@@ -16,7 +19,23 @@ def publish(request):
     return HttpResponse(str(n))
 
 
+class NoteSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Note
+        fields = ["id", "title", "body", "created"]
+
+
+class NoteViewSet(viewsets.ModelViewSet):
+    """DRF as its tutorial shows: POST /notes/ creates a row and answers 201 with it."""
+    queryset = Note.objects.all()
+    serializer_class = NoteSerializer
+
+
+router = routers.DefaultRouter()
+router.register("notes", NoteViewSet)
+
 urlpatterns = [
+    path("", include(router.urls)),
     path("events/", include(django_eventstream.urls), {"channels": ["bench"]}),
     path("publish", publish),
 ]
