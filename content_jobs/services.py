@@ -371,14 +371,17 @@ def runs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
     """Close the task rows of runs whose worker is gone, which django-tasks-db would leave
     running for ever: the run of an attempt that jobs_reap took back, a run whose worker died
     after the job ended, and a run that its worker claimed and died before it started the job.
-    That last job is still queued with nothing left to run it: it gets a new run (and a log
-    line). A claim younger than a lease is left alone: its worker may be starting the job this
-    moment. Returns the jobs given a new run; run it after jobs_reap."""
+    A run whose job its worker ended (done, failed or cancelled, not reaped) is closed as the
+    worker would have closed it, successful; the others as failed (RunLost). A job still queued
+    with nothing left to run it gets a new run (and a log line). A claim younger than a lease is
+    left alone: its worker may be starting the job this moment. Returns the jobs given a new
+    run; run it after jobs_reap."""
     from django_tasks import TaskResultStatus
     from django_tasks_db.models import DBTaskResult
 
     from job_logs.services import log_append
 
+    from . import task_rows
     from .tasks import run_content_job
 
     now = now or timezone.now()
@@ -392,6 +395,10 @@ def runs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
             job = ContentJob.objects.select_for_update().filter(pk=job_id).first()
             if job is not None and job.status == S.RUNNING and job.worker_id == worker:
                 continue  # its worker holds the job: the lease says whether it lives
+            if job is not None and job.status in ContentJob.TERMINAL and job.worker_id == worker \
+                    and (job.error or {}).get("code") != "worker_lost":
+                task_rows.close_successful(task_row=run)  # the job ended; its worker died before closing its row
+                continue
             run.set_failed(RunLost(f"{worker} stopped before this run of job {job_id} ended"))
             if job is None or job.status != S.QUEUED:
                 continue

@@ -871,14 +871,31 @@ def test_runs_reap_leaves_a_fresh_claim_and_a_run_whose_worker_holds_the_job_alo
     assert {r.pk: r.status for r in DBTaskResult.objects.all()} == {fresh.pk: "RUNNING", long_run.pk: "RUNNING"}
 
 
-def test_the_run_of_a_job_that_ended_is_closed_when_its_worker_died_before_closing_it(company):
+def test_the_run_of_a_job_its_worker_ended_is_closed_successful_when_the_worker_died_before_closing_it(company):
+    done, failed = new_job(company), new_job(company)
+    runs = [claimed(done, "w3"), claimed(failed, "w4")]
+    services.job_complete(job=services.job_start(job_id=done.pk, worker_id="w3"), result={}, attempt=1)
+    services.job_fail(job=services.job_start(job_id=failed.pk, worker_id="w4"), code="boom", message="the handler raised",
+                      attempt=1)
+    assert services.runs_reap() == []
+    for run in runs:
+        run.refresh_from_db()
+        assert (run.status, run.exception_class_path, run.traceback) == ("SUCCESSFUL", "", "")
+        assert run.finished_at is not None
+    assert (reload(done).status, reload(failed).status) == (S.DONE, S.FAILED)
+
+
+def test_the_run_of_a_job_the_reaper_failed_is_closed_as_lost(company, settings):
+    settings.NEXUS_MAX_ATTEMPTS = 1
     job = new_job(company)
-    run = claimed(job, "w3")
-    started = services.job_start(job_id=job.pk, worker_id="w3")
-    services.job_complete(job=started, result={}, attempt=1)
+    run = claimed(job, "w5")
+    services.job_start(job_id=job.pk, worker_id="w5")
+    expire_lease(job)
+    services.jobs_reap()  # no attempts left: failed with worker_lost, its worker still named
+    assert (reload(job).status, reload(job).worker_id) == (S.FAILED, "w5")
     assert services.runs_reap() == []
     run.refresh_from_db()
-    assert run.status == "FAILED" and reload(job).status == S.DONE
+    assert (run.status, run.exception_class_path) == ("FAILED", "content_jobs.errors.RunLost")
 
 
 def test_a_heartbeat_renews_the_lease_of_its_own_attempt_only(company):
