@@ -17,6 +17,7 @@ from .errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunLost
 from .models import Company, ContentJob
 
 S = ContentJob.Status
+WORKER_LOST = "worker_lost"  # the error code of a job whose worker stopped on its last attempt
 
 # The one transition table: from a status, the statuses a job may move to.
 TRANSITIONS: dict[str, frozenset[str]] = {
@@ -362,7 +363,7 @@ def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
                     f"and the job has used all {settings.NEXUS_MAX_ATTEMPTS} attempts."
                 )
                 log_append(job_id=job.pk, message=message, severity="error")
-                _move(job, S.FAILED, error={"code": "worker_lost", "message": message}, lease_expires_at=None)
+                _move(job, S.FAILED, error={"code": WORKER_LOST, "message": message}, lease_expires_at=None)
             reaped.append(job)
     return reaped
 
@@ -393,12 +394,12 @@ def runs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
             job_id = run.args_kwargs["args"][0]
             worker = run.worker_ids[-1] if run.worker_ids else "its worker"
             job = ContentJob.objects.select_for_update().filter(pk=job_id).first()
-            if job is not None and job.status == S.RUNNING and job.worker_id == worker:
-                continue  # its worker holds the job: the lease says whether it lives
-            if job is not None and job.status in ContentJob.TERMINAL and job.worker_id == worker \
-                    and (job.error or {}).get("code") != "worker_lost":
-                task_rows.close_successful(task_row=run)  # the job ended; its worker died before closing its row
-                continue
+            if job is not None and job.worker_id == worker:
+                if job.status == S.RUNNING:
+                    continue  # its worker holds the job: the lease says whether it lives
+                if job.is_terminal and (job.error or {}).get("code") != WORKER_LOST:
+                    task_rows.close_successful(task_row=run)  # its worker ended the job, then died
+                    continue
             run.set_failed(RunLost(f"{worker} stopped before this run of job {job_id} ended"))
             if job is None or job.status != S.QUEUED:
                 continue
