@@ -77,6 +77,14 @@ def record(figure: str, unit: str, values: list[float], goal: str = "", goal_val
     return median
 
 
+def record_ratio(figure: str, value: float, unit: str = "", goal: str = "", ratio: str = "", note: str = "",
+                 digits: int = 2) -> None:
+    """A figure computed from medians of this run (a ratio of two): one row, no spread."""
+    rows.append({"figure": figure, "unit": unit, "median": value, "spread": 0.0, "goal": goal, "ratio": ratio,
+                 "note": note, "runs": 1})
+    print(f"  {figure:<62} {value:>12.{digits}f}{' ' + unit if unit else ''}", flush=True)
+
+
 def fmt(v: float) -> str:
     if v != v:
         return "n/a"
@@ -516,6 +524,15 @@ def start(cmd: list[str], env=None, log=None) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
+def start_stock(env: dict) -> tuple[subprocess.Popen, int]:
+    """The stock project (bench/baselines) under stock daphne, on a free port."""
+    port = free_port()
+    proc = start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                  "bench.baselines.stock_asgi:application"], env=env)
+    wait_port(port)
+    return proc, port
+
+
 def alternative_servers(pool, web) -> None:
     """The same web process under daphne (what `serve` runs) and under uvicorn (uvloop,
     httptools), side by side on the cluster's database, Redis and workers."""
@@ -595,9 +612,8 @@ def main() -> None:
             poll.append(pct(r["latencies"], 50))
             samples.setdefault("baseline: 1 s polling stream", []).extend(r["latencies"])
         poll_p50 = record("1. baseline polling stream, p50", "ms", [v * 1000 for v in poll])
-        rows.append({"figure": "1. ours vs polling stream (p50 ratio)", "unit": "×", "median": poll_p50 / ours_p50,
-                     "spread": 0.0, "goal": "≥ 250×", "ratio": f"{poll_p50 / ours_p50 / 250:.2f}×", "note": "", "runs": 1})
-        print(f"  {'1. ours vs polling stream (p50 ratio)':<62} {poll_p50 / ours_p50:>12.1f} ×")
+        record_ratio("1. ours vs polling stream (p50 ratio)", poll_p50 / ours_p50, "×", "≥ 250×",
+                     f"{poll_p50 / ours_p50 / 250:.2f}×", digits=1)
 
         pick = [pct(pickup_run(server), 50) * 1000 for _ in range(REPEATS)]
         record("2. job pickup, POST → content_job.running, p50", "ms", pick, "≤ 10 ms", 10)
@@ -668,9 +684,8 @@ def main() -> None:
                               trigger=lambda: httpx.post(f"http://127.0.0.1:{port}/publish?n={burst}", timeout=60))
                    for _ in range(REPEATS)]
             node_rate = record(f"4. baseline Node SSE fan-out, {n} subscribers", "deliveries/s", [r["rate"] for r in fan])
-            rows.append({"figure": "4. ours as a fraction of Node", "unit": "", "median": ours_rate / node_rate, "spread": 0.0,
-                         "goal": "≥ 0.30", "ratio": f"{ours_rate / node_rate / 0.3:.2f}×", "note": "", "runs": 1})
-            print(f"  {'4. ours as a fraction of Node':<62} {ours_rate / node_rate:>12.2f}")
+            record_ratio("4. ours as a fraction of Node", ours_rate / node_rate, goal="≥ 0.30",
+                         ratio=f"{ours_rate / node_rate / 0.3:.2f}×")
             # The latency figure's pace (one event every 10 ms) to the same number of subscribers,
             # read by the same clients: what this machine allows that figure, storage aside.
             count = SIZES["latency_events"]
@@ -684,10 +699,8 @@ def main() -> None:
             node_p99 = record(f"1. baseline Node SSE, {n} subscribers, one event every 10 ms, p99", "ms",
                               [pct(r["latencies"], 99) * 1000 for r in pulse])
             for q, ours, node_ms in (("p50", many_p50, node_p50), ("p99", many_p99, node_p99)):
-                figure = f"1. {n} subscribers, {q}: Node's latency as a fraction of ours"
-                rows.append({"figure": figure, "unit": "", "median": node_ms / ours, "spread": 0.0, "goal": "",
-                             "ratio": "", "note": "1 = as fast as Node", "runs": 1})
-                print(f"  {figure:<62} {node_ms / ours:>12.2f}")
+                record_ratio(f"1. {n} subscribers, {q}: Node's latency as a fraction of ours", node_ms / ours,
+                             note="1 = as fast as Node")
         finally:
             node.terminate()
 
@@ -697,10 +710,7 @@ def main() -> None:
     stock_env = {**stock.env(), "DJANGO_SETTINGS_MODULE": "bench.baselines.stock_settings"}
     stock_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=stock_env, check=True)
-    port = free_port()
-    proc = start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "bench.baselines.stock_asgi:application"],
-                 env=stock_env)
-    wait_port(port)
+    proc, port = start_stock(stock_env)
     try:
         lat = []
         for _ in range(REPEATS):
@@ -728,10 +738,7 @@ def main() -> None:
             proc.kill()
     if NODE:  # the reference for figure 5, on a fresh process of the same stock project: DRF as its
         # tutorial shows, a POST creating one row
-        port = free_port()
-        proc = start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                      "bench.baselines.stock_asgi:application"], env=stock_env)
-        wait_port(port)
+        proc, port = start_stock(stock_env)
         try:
             token = subprocess.run([sys.executable, "manage.py", "shell", "-c", STOCK_TOKEN], cwd=ROOT, env=stock_env,
                                    capture_output=True, text=True, check=True).stdout.split()[-1]
@@ -740,11 +747,8 @@ def main() -> None:
             drf_rate = record("5. baseline stock DRF POST creating a row, 32 clients", "POST/s", [d[0] for d in drf],
                               note="ModelViewSet, DRF's token authentication, stock Django under daphne")
             record("5. baseline stock DRF POST latency p99, 32 clients", "ms", [d[1] * 1000 for d in drf])
-            figure = "5. ours (embedded) as a multiple of stock DRF"
-            rows.append({"figure": figure, "unit": "×", "median": submit_rate / drf_rate, "spread": 0.0, "goal": "",
-                         "ratio": "", "runs": 1,
-                         "note": "a submit writes the job, its run and its event, and the server runs the job too"})
-            print(f"  {figure:<62} {submit_rate / drf_rate:>12.2f} ×")
+            record_ratio("5. ours (embedded) as a multiple of stock DRF", submit_rate / drf_rate, "×",
+                         note="a submit writes the job, its run and its event, and the server runs the job too")
         finally:
             proc.terminate()
 
