@@ -272,7 +272,21 @@ def many_jobs_fanout(pool, server, burst: int, jobs: int = 100, per_job: int = 1
     return result
 
 
-def pickup_run(server, jobs: int = 20) -> list[float]:
+def pickup_run(server, jobs: int = 20, client: str = "node" if NODE else "python") -> list[float]:
+    """`jobs` POSTs one at a time, each timed to its job's content_job.running event on the
+    company stream (s). The Node client (bench/pickup.js) times from the call that sends the
+    request; the Python one (httpx) also counts the 1.3 to 1.5 ms it spends building it."""
+    if client == "node":
+        args = {"host": "127.0.0.1", "port": server.port, "eventsPath": f"/api/companies/{server.company()}/events",
+                "postPath": f"/api/companies/{server.company()}/content-jobs",
+                "headers": {"Authorization": f"Token {server.data['token_alice']}"},
+                "body": json.dumps({"jobType": "bench.noop"}), "jobs": jobs, "gapMs": 100, "timeout": 30}
+        out = json.loads(subprocess.run(["node", str(ROOT / "bench" / "pickup.js"), json.dumps(args)],
+                                        capture_output=True, text=True, check=True).stdout)
+        if out["errors"]:
+            print(f"  pickup: {out['errors']}")
+        return out["pickups"]
+
     async def main():
         reader, writer = await open_stream("127.0.0.1", server.port, f"/api/companies/{server.company()}/events",
                                            {"Authorization": f"Token {server.data['token_alice']}"})
@@ -299,6 +313,18 @@ def pickup_run(server, jobs: int = 20) -> list[float]:
         return [running_at[j] - t for j, t in sent.items() if j in running_at]
 
     return asyncio.run(main())
+
+
+def pickup_figures(server, figure: str) -> None:
+    """The pickup figure; with Node, also the Python client's, in alternating runs."""
+    clients = ["node", "python"] if NODE else ["python"]
+    runs = {client: [] for client in clients}
+    for _ in range(REPEATS):
+        for client in clients:
+            runs[client].append(pct(pickup_run(server, client=client), 50) * 1000)
+    record(figure, "ms", runs[clients[0]], "≤ 10 ms", 10)
+    if NODE:
+        record(f"{figure}, Python httpx client (earlier runs' client)", "ms", runs["python"])
 
 
 def submit_throughput(server, seconds: float, concurrency: int = 32) -> tuple[float, float]:
@@ -615,8 +641,7 @@ def main() -> None:
         record_ratio("1. ours vs polling stream (p50 ratio)", poll_p50 / ours_p50, "×", "≥ 250×",
                      f"{poll_p50 / ours_p50 / 250:.2f}×", digits=1)
 
-        pick = [pct(pickup_run(server), 50) * 1000 for _ in range(REPEATS)]
-        record("2. job pickup, POST → content_job.running, p50", "ms", pick, "≤ 10 ms", 10)
+        pickup_figures(server, "2. job pickup, POST → content_job.running, p50")
 
         idle = [idle_run(server.proc.pid, server.port, f"/api/companies/{server.company()}/events", SIZES["idle"],
                          {"Authorization": f"Token {server.data['token_alice']}"}) for _ in range(REPEATS)]
@@ -775,7 +800,7 @@ def main() -> None:
             samples["cluster (worker → Redis → web), 1 subscriber"] = sum((x["latencies"] for x in r), [])
             record("1. cluster event latency (worker → Redis → web), p50", "ms",
                    [pct(x["latencies"], 50) * 1000 for x in r], "≤ 3 ms", 3)
-            record("2. cluster job pickup, p50", "ms", [pct(pickup_run(web), 50) * 1000 for _ in range(REPEATS)], "≤ 10 ms", 10)
+            pickup_figures(web, "2. cluster job pickup, p50")
             sub = [submit_throughput(web, SIZES["submit_seconds"]) for _ in range(REPEATS)]
             record("5. submit throughput, 32 clients (cluster web process)", "POST/s", [s[0] for s in sub], "≥ 600", 600,
                    better="higher")
