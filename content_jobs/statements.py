@@ -14,7 +14,8 @@ import functools
 from django.db import connection, models
 
 
-def _prepared(model: type[models.Model], values: dict) -> list:
+def prepared(model: type[models.Model], values: dict) -> list:
+    """The values (field name: value) as the database takes them, prepared by their fields."""
     meta = model._meta
     return [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
 
@@ -49,7 +50,7 @@ def update_returning(model: type[models.Model], *, values: dict, where: dict, ad
     as the database gives them (None if no row matched)."""
     sql = _update_sql(model, connection.vendor, tuple(values), tuple(where), add_one, returning)
     with connection.cursor() as cursor:
-        cursor.execute(sql, _prepared(model, values) + _prepared(model, where))
+        cursor.execute(sql, prepared(model, values) + prepared(model, where))
         return cursor.fetchone()
 
 
@@ -107,7 +108,7 @@ def select_with(model: type[models.Model], related: str, where: dict):
     the row of its `related` foreign key read in the same statement, as select_related reads
     it; None without it."""
     with connection.cursor() as cursor:
-        cursor.execute(_select_with_sql(model, connection.vendor, related, tuple(where)), _prepared(model, where))
+        cursor.execute(_select_with_sql(model, connection.vendor, related, tuple(where)), prepared(model, where))
         row = cursor.fetchone()
     if row is None:
         return None
@@ -144,7 +145,7 @@ def insert(instance: models.Model, names: tuple[str, ...]) -> models.Model:
     model = type(instance)
     sql = _insert_sql(model, connection.vendor, names)
     with connection.cursor() as cursor:
-        cursor.execute(sql, _prepared(model, {name: getattr(instance, model._meta.get_field(name).attname)
+        cursor.execute(sql, prepared(model, {name: getattr(instance, model._meta.get_field(name).attname)
                                               for name in names}))
         instance.pk = cursor.fetchone()[0]
     instance._state.adding = False

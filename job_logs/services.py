@@ -11,7 +11,7 @@ from content_jobs.errors import LogMessageTooLong
 from content_jobs.models import ContentJob
 from content_jobs.services import job_check_lease
 from content_jobs.signals import log_appended
-from content_jobs.statements import column, columns, table
+from content_jobs.statements import column, columns, prepared, table
 
 from .models import LogCursor, LogLine
 
@@ -81,7 +81,7 @@ def _insert(job_id, lines: list[LogLine], now) -> None:
     """
     if not lines:
         return
-    job, when = _prepared_job_and_time(job_id, now)
+    job, when = prepared(LogLine, {"job": job_id, "created_at": now})
     with connection.cursor() as cursor:
         for start in range(0, len(lines), INSERT_ROWS):
             batch = lines[start:start + INSERT_ROWS]
@@ -90,13 +90,6 @@ def _insert(job_id, lines: list[LogLine], now) -> None:
                 f"INSERT INTO {table(LogLine)} ({columns(LogLine, LINE_FIELDS)}) VALUES {rows}",
                 [value for line in batch for value in (job, line.event_id, line.message, line.severity, when)],
             )
-
-
-def _prepared_job_and_time(job_id, now) -> tuple:
-    """The job and the time of a chunk's lines, as the database takes them (prepared once)."""
-    meta = LogLine._meta
-    return (meta.get_field("job").get_db_prep_save(job_id, connection),
-            meta.get_field("created_at").get_db_prep_save(now, connection))
 
 
 def _append_in_one_statement(job_id, entries: list[tuple[str, str]], attempt: int) -> list[LogLine] | None:
@@ -110,7 +103,7 @@ def _append_in_one_statement(job_id, entries: list[tuple[str, str]], attempt: in
     if count > INSERT_ROWS:
         return None
     now = timezone.now()
-    job, when = _prepared_job_and_time(job_id, now)
+    job, when = prepared(LogLine, {"job": job_id, "created_at": now})
     params = [job, S.RUNNING, attempt, count, count, settings.NEXUS_LOG_MAX_LINES, count, when]
     for number, (message, severity) in enumerate(entries, 1):
         params += [number, message, severity]
