@@ -26,8 +26,13 @@ TERMINAL_BY_STATUS = {
 }
 
 
+# One encoder for every event: json.dumps with these options builds a new one per call, a
+# quarter of the cost of encoding a log line's payload.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def encode(data) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(data)
 
 
 EVENT_FIELDS = ("job", "company", "seq", "company_seq", "type", "data", "created_at")

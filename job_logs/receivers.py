@@ -9,4 +9,5 @@ from .serializers import log_payload
 
 @receiver(log_appended, dispatch_uid="job_logs.publish_log_lines")
 def publish_log_lines(sender, job_id, lines, **kwargs) -> None:
-    events.publish_log_lines(job_id=job_id, payloads=[log_payload(line, job_id) for line in lines])
+    task_id = str(job_id)  # once for the chunk, not once a line
+    events.publish_log_lines(job_id=job_id, payloads=[log_payload(line, task_id) for line in lines])

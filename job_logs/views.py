@@ -34,7 +34,8 @@ class JobLogsView(CompanyScoped, APIView):
             next_url = request.build_absolute_uri(
                 f"{request.path}?after={lines[-1].event_id}&limit={limit}"
             )
-        return Response({"results": [log_payload(line, job.pk) for line in lines], "next": next_url})
+        task_id = str(job.pk)
+        return Response({"results": [log_payload(line, task_id) for line in lines], "next": next_url})
 
     @extend_schema(
         summary="Append log lines from outside the runner (one object or a list)",
@@ -53,4 +54,5 @@ class JobLogsView(CompanyScoped, APIView):
         lines = services.log_append_many(
             job_id=job.pk, entries=[(e["event_message"], e["severity"]) for e in entries]
         )
-        return Response({"results": [log_payload(line, job.pk) for line in lines]}, status=status.HTTP_201_CREATED)
+        task_id = str(job.pk)
+        return Response({"results": [log_payload(line, task_id) for line in lines]}, status=status.HTTP_201_CREATED)
