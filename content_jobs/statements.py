@@ -146,7 +146,7 @@ def insert(instance: models.Model, names: tuple[str, ...]) -> models.Model:
     sql = _insert_sql(model, connection.vendor, names)
     with connection.cursor() as cursor:
         cursor.execute(sql, prepared(model, {name: getattr(instance, model._meta.get_field(name).attname)
-                                              for name in names}))
+                                             for name in names}))
         instance.pk = cursor.fetchone()[0]
     instance._state.adding = False
     instance._state.db = connection.alias
