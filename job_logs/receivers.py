@@ -4,10 +4,9 @@ from django.dispatch import receiver
 from content_jobs import events
 from content_jobs.signals import log_appended
 
-from .serializers import log_payload
+from .serializers import log_payloads
 
 
 @receiver(log_appended, dispatch_uid="job_logs.publish_log_lines")
 def publish_log_lines(sender, job_id, lines, **kwargs) -> None:
-    task_id = str(job_id)  # once for the chunk, not once a line
-    events.publish_log_lines(job_id=job_id, payloads=[log_payload(line, task_id) for line in lines])
+    events.publish_log_lines(job_id=job_id, payloads=log_payloads(lines, job_id))

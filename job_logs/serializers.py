@@ -22,3 +22,9 @@ def log_payload(line: LogLine, job_id=None) -> dict:
         "severity": line.severity,
         "event_time": line.created_at.timestamp(),
     }
+
+
+def log_payloads(lines, job_id) -> list[dict]:
+    """The payloads of one job's lines, its id made text once for all of them."""
+    task_id = str(job_id)
+    return [log_payload(line, task_id) for line in lines]

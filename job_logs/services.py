@@ -124,7 +124,6 @@ def _numbered(job_id, entries: list[tuple[str, str]], first: int, now) -> list[L
     return [LogLine(None, job_id, first + i, message, severity, now) for i, (message, severity) in enumerate(entries)]
 
 
-
 @cache
 def _one_statement_sql(count: int) -> str:
     job, cursor, line = ContentJob, LogCursor, LogLine

@@ -9,7 +9,7 @@ from content_jobs.tenancy import CompanyScoped
 from drf_spectacular.utils import extend_schema
 
 from . import selectors, services
-from .serializers import LogHistoryQuery, LogLineInput, log_payload
+from .serializers import LogHistoryQuery, LogLineInput, log_payloads
 
 
 class JobLogsView(CompanyScoped, APIView):
@@ -34,8 +34,7 @@ class JobLogsView(CompanyScoped, APIView):
             next_url = request.build_absolute_uri(
                 f"{request.path}?after={lines[-1].event_id}&limit={limit}"
             )
-        task_id = str(job.pk)
-        return Response({"results": [log_payload(line, task_id) for line in lines], "next": next_url})
+        return Response({"results": log_payloads(lines, job.pk), "next": next_url})
 
     @extend_schema(
         summary="Append log lines from outside the runner (one object or a list)",
@@ -54,5 +53,4 @@ class JobLogsView(CompanyScoped, APIView):
         lines = services.log_append_many(
             job_id=job.pk, entries=[(e["event_message"], e["severity"]) for e in entries]
         )
-        task_id = str(job.pk)
-        return Response({"results": [log_payload(line, task_id) for line in lines]}, status=status.HTTP_201_CREATED)
+        return Response({"results": log_payloads(lines, job.pk)}, status=status.HTTP_201_CREATED)
