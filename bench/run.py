@@ -272,6 +272,12 @@ def many_jobs_fanout(pool, server, burst: int, jobs: int = 100, per_job: int = 1
     return result
 
 
+def node_client(script: str, args: dict) -> dict:
+    """Run the Node client bench/`script` with `args` to its end; the JSON line it printed."""
+    return json.loads(subprocess.run(["node", str(ROOT / "bench" / script), json.dumps(args)],
+                                     capture_output=True, text=True, check=True).stdout)
+
+
 def pickup_run(server, jobs: int = 20, client: str = "node" if NODE else "python") -> list[float]:
     """`jobs` POSTs one at a time, each timed to its job's content_job.running event on the
     company stream (s). The Node client (bench/pickup.js) times from the call that sends the
@@ -281,8 +287,7 @@ def pickup_run(server, jobs: int = 20, client: str = "node" if NODE else "python
                 "postPath": f"/api/companies/{server.company()}/content-jobs",
                 "headers": {"Authorization": f"Token {server.data['token_alice']}"},
                 "body": json.dumps({"jobType": "bench.noop"}), "jobs": jobs, "gapMs": 100, "timeout": 30}
-        out = json.loads(subprocess.run(["node", str(ROOT / "bench" / "pickup.js"), json.dumps(args)],
-                                        capture_output=True, text=True, check=True).stdout)
+        out = node_client("pickup.js", args)
         if out["errors"]:
             print(f"  pickup: {out['errors']}")
         return out["pickups"]
@@ -360,8 +365,7 @@ def node_post_load(port: int, path: str, token: str, body: dict, expect: int, se
     """bench/post_load.js: answers with `expect` a second, and their p99."""
     args = {"host": "127.0.0.1", "port": port, "path": path, "headers": {"Authorization": f"Token {token}"},
             "body": json.dumps(body), "expect": expect, "concurrency": concurrency, "seconds": seconds}
-    out = json.loads(subprocess.run(["node", str(ROOT / "bench" / "post_load.js"), json.dumps(args)],
-                                    capture_output=True, text=True, check=True).stdout)
+    out = node_client("post_load.js", args)
     return out["ok"] / out["seconds"], out["p99"]
 
 
