@@ -78,7 +78,22 @@ def immediate_writer(send):
     if not isinstance(getattr(send.func, "__self__", None), server):
         return None
 
+    server, request = send.func.__self__, send.args[0]
+    # daphne logs each chunk at DEBUG level; with that on, chunks take daphne's own way.
+    plain = not logging.getLogger("daphne.http_protocol").isEnabledFor(logging.DEBUG)
+
     def write(body: bytes) -> None:
+        # What daphne's send does with a body chunk of a response whose headers are out: its
+        # checks, then Twisted's Request.write (a chunk of chunked encoding), straight to the
+        # transport, without the message, the coroutine and four calls between.
+        if (request.startedWriting and not request.finished and request.channel is not None
+                and not request._disconnected and plain):
+            connection = server.connections.get(request)
+            if connection is None or connection.get("disconnected"):
+                return
+            request.sentLength += len(body)
+            request.channel.transport.write(b"%x\r\n%s\r\n" % (len(body), body) if request.chunked else body)
+            return
         step = send({"type": "http.response.body", "body": body, "more_body": True})
         try:
             step.send(None)

@@ -39,12 +39,13 @@ class ImmediateServer(tcp.Server):
     def write(self, data: bytes) -> None:
         if (data and self.connected and not self.disconnecting and not self._writeDisconnected
                 and not self._tempDataLen and self.offset == len(self.dataBuffer)):
-            sent = self.writeSomeData(data)
-            if type(sent) is int:
-                if sent == len(data):
-                    return
-                data = data[sent:]
-            # Otherwise the connection is lost: Twisted's queue finds out and closes it.
+            try:
+                sent = self.socket.send(data)  # what writeSomeData does, EINTR retried by Python
+            except OSError:
+                sent = 0  # full, or the connection is lost: Twisted's queue finds out which
+            if sent == len(data):
+                return
+            data = data[sent:]
         super().write(data)
 
     def writeSequence(self, iovec) -> None:
