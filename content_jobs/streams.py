@@ -4,7 +4,7 @@ from django.http import Http404
 from . import events
 from .models import TERMINAL_EVENT_TYPES, Company, ContentJob, Membership
 from .representation import job_representation
-from .sse import (NoContent, Source, Stream, StreamError, named_frame, parse_last_event_id, request_user, shared,
+from .sse import (COUNTERS, NoContent, Source, StreamError, named_frame, parse_last_event_id, request_user, shared,
                   stream_view)
 from .tenancy import parse_uuid
 from .tokens import TokenError, job_id_from_stream_token
@@ -151,7 +151,6 @@ async def stream_stats(request):
     from django.conf import settings
     from django.http import JsonResponse
     from django_eventstream.views import get_listener_manager
-    from nexus_site.asgi_streams import DirectStreams
 
     from .stream_hub import hub
 
@@ -173,9 +172,7 @@ async def stream_stats(request):
             "openFds": open_fds,
             "published": hub.published,
             "delivered": hub.delivered,
-            # Streams served beside Django's request cycle (nexus_site.asgi_streams).
-            "directStreams": DirectStreams.served,
-            # Writes of live events straight from the fan-out to such streams (Stream.arm).
-            "directWrites": Stream.direct_writes,
+            "directStreams": COUNTERS.direct_streams,
+            "directWrites": COUNTERS.direct_writes,
         }
     )

@@ -32,7 +32,7 @@ from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
 from django.urls import Resolver404, resolve
 
-from content_jobs.sse import NoContent, Stream, StreamError, sse_response
+from content_jobs.sse import COUNTERS, NoContent, Stream, StreamError, sse_response
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,10 @@ def immediate_writer(send):
     if not isinstance(getattr(send.func, "__self__", None), server):
         return None
 
-    server, request = send.func.__self__, send.args[0]
+    request = send.args[0]
+    # daphne's record of the connection: marked "disconnected" when the client goes, and only
+    # dropped after that, so the mark is all there is to check.
+    connection = send.func.__self__.connections.get(request, {"disconnected": True})
     # daphne logs each chunk at DEBUG level; with that on, chunks take daphne's own way.
     plain = not logging.getLogger("daphne.http_protocol").isEnabledFor(logging.DEBUG)
 
@@ -88,8 +91,7 @@ def immediate_writer(send):
         # transport, without the message, the coroutine and four calls between.
         if (request.startedWriting and not request.finished and request.channel is not None
                 and not request._disconnected and plain):
-            connection = server.connections.get(request)
-            if connection is None or connection.get("disconnected"):
+            if "disconnected" in connection:
                 return
             request.sentLength += len(body)
             request.channel.transport.write(b"%x\r\n%s\r\n" % (len(body), body) if request.chunked else body)
@@ -106,8 +108,6 @@ def immediate_writer(send):
 
 
 class DirectStreams:
-    served = 0  # streams served on this path in this process (internal stats)
-
     def __init__(self):
         self.enabled = settings.NEXUS_DIRECT_STREAMS and list(settings.MIDDLEWARE) == KNOWN_MIDDLEWARE
         if settings.NEXUS_DIRECT_STREAMS and not self.enabled:
@@ -174,7 +174,7 @@ class DirectStreams:
             return False
         headers = self.headers(request)
         del request
-        DirectStreams.served += 1
+        COUNTERS.direct_streams += 1
         body = stream.body()
         task = asyncio.current_task()
 

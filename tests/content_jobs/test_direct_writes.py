@@ -7,7 +7,7 @@ from django_eventstream.event import Event
 from django_eventstream.views import Listener
 
 from content_jobs.fanout import FanoutManager
-from content_jobs.sse import Source, Stream
+from content_jobs.sse import COUNTERS, Source, Stream
 
 
 class Channel(Source):
@@ -46,10 +46,10 @@ def test_a_burst_of_next_events_leaves_in_one_write_and_the_rest_is_left_to_the_
     assert not stream.take_direct("job-x", event(8))  # a gap: the body reads storage
     assert not stream.take_direct("job-y", event(7))  # another channel
     assert not stream.take_direct("job-x", event(7, "end"))  # ends the stream: the body's
-    before = Stream.direct_writes
+    before = COUNTERS.direct_writes
     stream.send_direct()
     assert written == [b'event: step\nid: 5\ndata: {"n": 5}\n\nevent: step\nid: 6\ndata: {"n": 6}\n\n']
-    assert stream.source.cursor == 6 and Stream.direct_writes == before + 1
+    assert stream.source.cursor == 6 and COUNTERS.direct_writes == before + 1
     stream.send_direct()  # nothing left: no write
     assert len(written) == 1
     stream.waiting = False  # the body is busy: it keeps the order
