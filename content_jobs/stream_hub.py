@@ -5,8 +5,12 @@ one layer instance (one Redis connection at scale) serves every stream, publishe
 of the process, whatever thread or loop they run on.
 
 Publishing (any thread): `publish(group, message)` queues the message; one coroutine sends the
-queue into the layer in order. Every event is stored before it is published, so a message the
-layer loses (an outage) is read from storage by the streams that notice the gap.
+queue into the layer in order (the layer sends one message at a time, a round trip to Redis
+each). Every event is stored before it is published, so a message the layer loses (an outage)
+is read from storage by the streams that notice the gap. A workers' wake-up goes before the
+events waiting: a submission's wake-up came after its two events (the job's and the company's),
+a round trip later each, and the job's start waited for it; it orders nothing, and a stream
+that hears of the start before the submission reads the missing event from storage.
 
 Receiving: the first stream of a group makes the hub's channel join that group, the last one
 to leave makes it part; one reader takes every message of the hub's channel and hands it to
@@ -22,6 +26,7 @@ Workers: `on_wake(callback)` runs callback when any process enqueues a job (the 
 """
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import threading
 from collections import defaultdict
@@ -38,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 WAKE_TYPE = "nexus.wake"
 WORKERS_GROUP = "nexus.workers"
+WAKE, EVENT = 0, 1  # what the hub sends first
 
 
 # The answer of subscribe() when the group is joined already: one shared done future, not one
@@ -53,7 +59,8 @@ class StreamHub:
         self.channel_name: str | None = None
         self._subscribers: dict[str, int] = defaultdict(int)
         self._joined: dict[str, asyncio.Future] = {}
-        self._outbox: asyncio.Queue | None = None
+        self._outbox: asyncio.PriorityQueue | None = None  # (priority, order, group, message)
+        self._order = itertools.count()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._ready: asyncio.Future | None = None
@@ -72,7 +79,7 @@ class StreamHub:
 
                 def run():
                     asyncio.set_event_loop(loop)
-                    self._outbox = asyncio.Queue()
+                    self._outbox = asyncio.PriorityQueue()
                     self.layer = get_channel_layer()
                     self._ready = loop.create_task(self._prepare())
                     loop.create_task(self._send_loop())
@@ -92,7 +99,7 @@ class StreamHub:
 
     async def _send_loop(self) -> None:
         while True:
-            group, message = await self._outbox.get()
+            _, _, group, message = await self._outbox.get()
             try:
                 await self.layer.group_send(group, message)
                 self.published += 1
@@ -161,7 +168,7 @@ class StreamHub:
             self._hear(message)
             return
         loop = self.start()
-        loop.call_soon_threadsafe(self._outbox.put_nowait, (group, message))
+        loop.call_soon_threadsafe(self._put, EVENT, group, message)
 
     def publish_many(self, group: str, messages: list[dict]) -> None:
         """`publish` for stream events of one channel, in order (a chunk of a job's log lines):
@@ -176,12 +183,20 @@ class StreamHub:
         EVENTS_PUBLISHED.inc(len(messages))
         self._deliver(messages[0]["channel"], messages)
 
+    def _put(self, priority: int, group: str, message: dict) -> None:
+        self._outbox.put_nowait((priority, next(self._order), group, message))
+
     def _put_many(self, group: str, messages: list[dict]) -> None:
         for message in messages:
-            self._outbox.put_nowait((group, message))
+            self._put(EVENT, group, message)
 
     def wake_workers(self) -> None:
-        self.publish(WORKERS_GROUP, {"type": WAKE_TYPE})
+        """Wake the workers of every process: through the layer, before the events waiting."""
+        message = {"type": WAKE_TYPE}
+        if self.local:
+            self.publish(WORKERS_GROUP, message)
+            return
+        self.start().call_soon_threadsafe(self._put, WAKE, WORKERS_GROUP, message)
 
     def on_wake(self, callback: Callable[[], None]) -> None:
         """Call `callback` (on the hub's thread) whenever any process wakes the workers."""
