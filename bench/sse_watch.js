@@ -3,9 +3,10 @@
 // not the server, would set the latency. Same job as sse_client.watch_many: `n` connections on
 // `path` (or on each of `paths`), each until `expect` stamped events (bench.pulse log lines and
 // progress events, whose text carries the handler's call time as t=<unix seconds>) or the
-// deadline. Prints one JSON line: received, connected, errors, latencies (s), first_stamp,
-// last_recv.
-//   node bench/sse_watch.js '{"host": ..., "port": ..., "path": ..., "n": ..., "expect": ..., "timeout": ...}'
+// deadline; with "idle" (s), a connection that has had events and then none for that long ends
+// too (what a server dropped will not come). Prints one JSON line: received, connected,
+// errors, latencies (s), first_stamp, last_recv.
+//   node bench/sse_watch.js '{"host": ..., "port": ..., "path": ..., "n": ..., "expect": ..., "timeout": ..., "idle": ...}'
 const { connect } = require("./sse_http");
 const { performance } = require("perf_hooks");
 
@@ -29,10 +30,11 @@ function finish() {
 
 function watch(path) {
   open++;
-  let got = 0, done = false;
+  let got = 0, done = false, quiet = null;
   const end = (error) => {
     if (done) return;
     done = true;
+    if (quiet) clearTimeout(quiet);
     if (error) {
       out.error_count++;
       if (out.errors.length < 3) out.errors.push(String(error));
@@ -57,6 +59,10 @@ function watch(path) {
         if (out.last_recv === undefined || t > out.last_recv) out.last_recv = t;
         out.received++;
         if (++got >= args.expect) return end();
+      }
+      if (args.idle && got) {
+        if (quiet) clearTimeout(quiet);
+        quiet = setTimeout(() => end(), args.idle * 1000);
       }
     },
   });
