@@ -68,8 +68,9 @@ class DirectRequest(ASGIRequest):
 
 
 def immediate_writer(send):
-    """`write(bytes)`, sending a body chunk through `send` without an await, when `send` is
-    daphne's (which never suspends); None under any other server."""
+    """`write(bytes)`, sending a body chunk at once, without an await, as daphne's `send` would
+    (which never suspends): straight to the connection's transport once the response's headers
+    are out, through `send` itself before that; None under any other server."""
     # Not imported here: importing daphne.server installs Twisted's reactor, which only daphne
     # itself should do. Under daphne, it is imported already.
     server = getattr(sys.modules.get("daphne.server"), "Server", None)
