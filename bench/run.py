@@ -188,8 +188,9 @@ def watchers(pool, shares: list[dict]):
 
 
 def fan_watchers(pool, port: int, path: str, n: int, expect: int, timeout: float, headers=None, idle=None):
-    """`n` watchers of `path` in client processes; with `idle` (s), a connection that has had
-    events and then none for that long ends (a server that dropped events, on Node)."""
+    """`n` watchers of `path` in client processes; with `idle` (s), a watcher process whose
+    connections have had events and then none for that long stops (a server that dropped
+    events; on Node)."""
     procs = min(SIZES["client_procs"], n)
     share = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     args = [{"host": "127.0.0.1", "port": port, "path": path, "n": k, "expect": expect, "timeout": timeout,
@@ -224,8 +225,9 @@ def latency_run(pool, server, subscribers: int, kind: str = "log", count: int | 
 
 
 def fanout_run(pool, port: int, path: str, subscribers: int, burst: int, trigger, timeout=60) -> dict:
-    # A burst's events arrive back to back: a connection quiet for 10 s has had all it will get
-    # (stock django-eventstream drops events; its watchers waited out the whole timeout).
+    # A burst's events arrive back to back: watchers that heard nothing for 10 s have had all
+    # they will get (stock django-eventstream drops events; its watchers waited out the whole
+    # timeout).
     pending = fan_watchers(pool, port, path, subscribers, burst, timeout=timeout, idle=10)
     time.sleep(1.0 + subscribers / 400)  # everybody connected
     try:

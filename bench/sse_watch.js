@@ -3,9 +3,9 @@
 // not the server, would set the latency. Same job as sse_client.watch_many: `n` connections on
 // `path` (or on each of `paths`), each until `expect` stamped events (bench.pulse log lines and
 // progress events, whose text carries the handler's call time as t=<unix seconds>) or the
-// deadline; with "idle" (s), a connection that has had events and then none for that long ends
-// too (what a server dropped will not come). Prints one JSON line: received, connected,
-// errors, latencies (s), first_stamp, last_recv.
+// deadline; with "idle" (s), the watcher also stops once events have come and then none, on any
+// of its connections, for that long (what a server dropped will not come). Prints one JSON
+// line: received, connected, errors, latencies (s), first_stamp, last_recv.
 //   node bench/sse_watch.js '{"host": ..., "port": ..., "path": ..., "n": ..., "expect": ..., "timeout": ..., "idle": ...}'
 const { connect } = require("./sse_http");
 const { performance } = require("perf_hooks");
@@ -30,11 +30,10 @@ function finish() {
 
 function watch(path) {
   open++;
-  let got = 0, done = false, quiet = null;
+  let got = 0, done = false;
   const end = (error) => {
     if (done) return;
     done = true;
-    if (quiet) clearTimeout(quiet);
     if (error) {
       out.error_count++;
       if (out.errors.length < 3) out.errors.push(String(error));
@@ -60,10 +59,6 @@ function watch(path) {
         out.received++;
         if (++got >= args.expect) return end();
       }
-      if (args.idle && got) {
-        if (quiet) clearTimeout(quiet);
-        quiet = setTimeout(() => end(), args.idle * 1000);
-      }
     },
   });
   socket.on("error", (error) => end(error.message));
@@ -74,3 +69,8 @@ for (const path of args.paths || [args.path]) {
   for (let i = 0; i < args.n; i++) watch(path);
 }
 setTimeout(report, args.timeout * 1000).unref();
+if (args.idle) {
+  setInterval(() => {
+    if (out.last_recv !== undefined && now() - out.last_recv > args.idle) report();
+  }, 250).unref();
+}
