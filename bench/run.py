@@ -215,7 +215,7 @@ def merge(results: list[dict]) -> dict:
 # Figures ----------------------------------------------------------------------------------------
 def latency_run(pool, server, subscribers: int, kind: str = "log", count: int | None = None) -> dict:
     count = count or SIZES["latency_events"]
-    delay = 1500 + subscribers * 4
+    delay = 700 + subscribers * 4  # ms for the watchers to connect before the first event
     job = submit(server, "bench.pulse", {"count": count, "intervalMs": 10, "kind": kind, "startDelayMs": delay})
     path = job["logsUrl"] if kind == "log" else job["eventsUrl"]
     pending = fan_watchers(pool, server.port, path, subscribers, count, timeout=delay / 1000 + count * 0.05 + 30)
@@ -253,7 +253,7 @@ def job_fanout(pool, server, subscribers: int, burst: int) -> list[dict]:
     runs = []
     for _ in range(REPEATS):
         job = submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log", "batch": BATCH,
-                                             "startDelayMs": int(2000 + subscribers * 4)})
+                                             "startDelayMs": int(1000 + subscribers * 4)})
         runs.append(fanout_run(pool, server.port, job["logsUrl"], subscribers, burst, trigger=lambda: None, timeout=120))
         wait_done(server, job["jobId"])
     return runs
@@ -635,7 +635,7 @@ def main() -> None:
         # Polling baseline: the same pulse job read through a 1 s polling stream.
         poll = []
         for _ in range(REPEATS):
-            job = submit(server, "bench.pulse", {"count": 20, "intervalMs": 100, "kind": "log", "startDelayMs": 1500})
+            job = submit(server, "bench.pulse", {"count": 20, "intervalMs": 100, "kind": "log", "startDelayMs": 700})
             r = merge(watchers(pool, [{"host": "127.0.0.1", "port": polling_port, "path": f"/jobs/{job['jobId']}/logs",
                                        "n": 1, "expect": 20, "timeout": 30}]).get())
             poll.append(pct(r["latencies"], 50))
