@@ -78,6 +78,7 @@ def immediate_writer(send):
         return None
     if not isinstance(getattr(send.func, "__self__", None), server):
         return None
+    from twisted.web.http import toChunk
 
     request = send.args[0]
     # daphne's record of the connection: marked "disconnected" when the client goes, and only
@@ -95,7 +96,7 @@ def immediate_writer(send):
             if "disconnected" in connection:
                 return
             request.sentLength += len(body)
-            request.channel.transport.write(b"%x\r\n%s\r\n" % (len(body), body) if request.chunked else body)
+            request.channel.transport.write(b"".join(toChunk(body)) if request.chunked else body)
             return
         step = send({"type": "http.response.body", "body": body, "more_body": True})
         try:
