@@ -160,15 +160,16 @@ class StreamHub:
             self._local = settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
         return self._local
 
-    def publish(self, group: str, message: dict) -> None:
-        """Send `message` to `group` through the channel layer, in order, from any thread."""
+    def publish(self, group: str, message: dict, priority: int = EVENT) -> None:
+        """Send `message` to `group` through the channel layer, in order, from any thread; a
+        `priority` of WAKE goes before the EVENT messages still waiting."""
         if self.local:
             self.published += 1
             EVENTS_PUBLISHED.inc()
             self._hear(message)
             return
         loop = self.start()
-        loop.call_soon_threadsafe(self._put, EVENT, group, message)
+        loop.call_soon_threadsafe(self._put, priority, group, message)
 
     def publish_many(self, group: str, messages: list[dict]) -> None:
         """`publish` for stream events of one channel, in order (a chunk of a job's log lines):
@@ -192,11 +193,7 @@ class StreamHub:
 
     def wake_workers(self) -> None:
         """Wake the workers of every process: through the layer, before the events waiting."""
-        message = {"type": WAKE_TYPE}
-        if self.local:
-            self.publish(WORKERS_GROUP, message)
-            return
-        self.start().call_soon_threadsafe(self._put, WAKE, WORKERS_GROUP, message)
+        self.publish(WORKERS_GROUP, {"type": WAKE_TYPE}, priority=WAKE)
 
     def on_wake(self, callback: Callable[[], None]) -> None:
         """Call `callback` (on the hub's thread) whenever any process wakes the workers."""
