@@ -393,10 +393,10 @@ JOB_SPAN = """
 from django.db.models import Max, Min
 q = ContentJob.objects.filter(pk__in=ids)
 deadline = time.monotonic() + {timeout}
-while q.filter(status="done").count() < len(ids) and time.monotonic() < deadline:
+while (done := q.filter(status="done").count()) < len(ids) and time.monotonic() < deadline:
     time.sleep(0.5)
 agg = q.aggregate(start=Min("started_at"), end=Max("finished_at"))
-print("SPAN " + json.dumps({{"done": q.filter(status="done").count(), "seconds": (agg["end"] - agg["start"]).total_seconds() if agg["end"] else None}}))
+print("SPAN " + json.dumps({{"done": done, "seconds": (agg["end"] - agg["start"]).total_seconds() if agg["end"] else None}}))
 """
 
 
