@@ -43,6 +43,10 @@ SIZES = {
     "many_events": 60 if FULL else 100,  # the many-subscriber latency runs, one event at a time
     "noop_jobs": 2000 if FULL else 300,
     "submit_seconds": 10 if FULL else 3,
+    "progress_seconds": 3 if FULL else 2,  # each run of figure 7
+    # stock django-eventstream's fan-out burst: quick mode halves it (at about 4,000 deliveries a
+    # second, its three bursts of 200 to 200 streams were 30 s of the quick run)
+    "stock_burst": 500 if FULL else 100,
     "client_procs": 4,
 }
 # Quick and full runs keep their own result files, so one never overwrites the other.
@@ -276,7 +280,7 @@ def many_jobs_fanout(pool, server, burst: int, jobs: int = 100, per_job: int = 1
     """`jobs` jobs, each bursting `burst` log lines to its own `per_job` streams (the embedded
     worker runs them one after another, so a job's own cost, start to end, is in the span)."""
     submitted = [submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log", "batch": BATCH,
-                                                "startDelayMs": 2000 + jobs * per_job * 2 if i == 0 else 0})
+                                                "startDelayMs": int(1000 + jobs * per_job * 1.5) if i == 0 else 0})
                  for i in range(jobs)]  # the first job waits for everybody to connect
     paths = [job["logsUrl"] for job in submitted]
     procs = SIZES["client_procs"]
@@ -473,7 +477,10 @@ def progress_absorption(pool, server, seconds: float = 3.0) -> tuple[int, int, i
     return busiest_second(times), seen, done["result"]["calls"], len(times) / ran
 
 
-def idle_run(server_pid: int, port: int, path: str, n: int, headers=None, ready=None) -> dict:
+def idle_run(server_pid: int, port: int, path: str, n: int, headers=None, timeout: float | None = None,
+             give_up: bool = False) -> dict:
+    """`n` idle connections held by client processes; with `give_up`, a client process stops
+    trying once more than 1% of its share failed (the ceiling search, idle_ceiling)."""
     ctx = mp.get_context("fork")
     manager = ctx.Manager()
     queue, release = manager.Queue(), manager.Event()
@@ -481,7 +488,9 @@ def idle_run(server_pid: int, port: int, path: str, n: int, headers=None, ready=
     before_rss, before_threads = rss_kib(server_pid), threads_of(server_pid)
     workers = [ctx.Process(target=hold_idle, args=({"host": "127.0.0.1", "port": port, "path": path,
                                                      "n": n // procs, "headers": headers, "queue": queue,
-                                                     "release": release},)) for _ in range(procs)]
+                                                     "release": release, "timeout": timeout,
+                                                     "give_up": n // procs // 100 if give_up else None},))
+               for _ in range(procs)]
     for w in workers:
         w.start()
     reports = [queue.get(timeout=300) for _ in workers]
@@ -493,8 +502,38 @@ def idle_run(server_pid: int, port: int, path: str, n: int, headers=None, ready=
     connected = sum(r["connected"] for r in reports)
     return {"connected": connected, "errors": sum(r["errors"] for r in reports),
             "seconds": max(r["seconds"] for r in reports),
-            "kib_per_conn": (after_rss - before_rss) / max(connected, 1),
+            "kib_per_conn": (after_rss - before_rss) / max(connected, 1), "rss_kib": after_rss,
             "threads_added": after_threads - before_threads}
+
+
+IDLE_STEP = 5000
+IDLE_RSS_CAP_KIB = 4 << 20  # 4 GiB of the machine's 24
+
+
+def open_files_limit(pid: int) -> str:
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max open files"):
+            return line.split()[3]
+    return "?"
+
+
+def idle_ceiling(server) -> dict:
+    """How many idle subscribers the web process holds: from the goal's size up by IDLE_STEP
+    until more than 1% of a step's clients fail (a stream not begun within 5 s) or the
+    process's memory passes IDLE_RSS_CAP_KIB; the most connected in a step within that."""
+    path = f"/api/companies/{server.company()}/events"
+    headers = {"Authorization": f"Token {server.data['token_alice']}"}
+    held, n = 0, SIZES["idle"]
+    while True:
+        r = idle_run(server.proc.pid, server.port, path, n, headers, timeout=5.0, give_up=True)
+        failed = n // SIZES["client_procs"] * SIZES["client_procs"] - r["connected"]
+        print(f"  idle ceiling: {n:,} tried, {r['connected']:,} held, {failed:,} failed, "
+              f"server {r['rss_kib'] / 1024:.0f} MiB", flush=True)
+        if failed > n / 100 or r["rss_kib"] > IDLE_RSS_CAP_KIB:
+            return {"held": held, "stopped_at": n, "failed": failed, "rss_kib": r["rss_kib"],
+                    "limit": open_files_limit(server.proc.pid)}
+        held = max(held, r["connected"])
+        n += IDLE_STEP
 
 
 def _storm_client(args: dict, out) -> None:
@@ -505,7 +544,7 @@ def reconnect_storm_run(server, n: int) -> dict:
     """`n` clients on one job's log stream while it emits lines; all cut at once, all coming
     back with Last-Event-ID. The lines come at about 20,000 deliveries a second in all."""
     interval_ms = max(20, n // 20)
-    start_delay = 1.0 + n * 0.002  # s: time for everybody to connect first (the run waits for them too)
+    start_delay = 0.5 + n * 0.0015  # s: time for everybody to connect first (the run waits for them too)
     count = int((start_delay + 2.0) * 1000 / interval_ms)  # lines for the cut, the way back and after
     headers = {"Authorization": f"Token {server.data['token_alice']}"}
     submitted = time.monotonic()
@@ -713,11 +752,19 @@ def main() -> None:
         jobs = [job_throughput(server, SIZES["noop_jobs"]) for _ in range(REPEATS)]
         record("6. no-op jobs through the embedded worker", "jobs/s", jobs, "≥ 2,000", 2000, better="higher")
 
-        absorb = [progress_absorption(pool, server) for _ in range(REPEATS)]
-        record("7. progress() calls per second by the handler", "calls/s", [a[2] / 3.0 for a in absorb])
+        seconds = SIZES["progress_seconds"]
+        absorb = [progress_absorption(pool, server, seconds) for _ in range(REPEATS)]
+        record("7. progress() calls per second by the handler", "calls/s", [a[2] / seconds for a in absorb])
         record("7. progress event rows written in the busiest second", "rows/s", [a[0] for a in absorb], "≤ 10", 10)
         record("7. progress event rows per second of the run (rows / run time)", "rows/s", [a[3] for a in absorb])
-        record("7. progress events a client saw (3 s)", "events", [a[1] for a in absorb])
+        record(f"7. progress events a client saw ({seconds} s)", "events", [a[1] for a in absorb])
+
+        if FULL:  # last of this server's figures: it ends where the process runs out of something
+            ceiling = idle_ceiling(server)
+            record(f"3. idle subscribers one web process holds (up by {IDLE_STEP:,} until over 1% fail)", "conns",
+                   [ceiling["held"]], "≥ 10,000", 10_000, better="higher",
+                   note=f"one run; at {ceiling['stopped_at']:,}: {ceiling['failed']:,} failed "
+                        f"(the process's open-file limit: {ceiling['limit']})")
     finally:
         polling.terminate()
         server.destroy()
@@ -782,10 +829,12 @@ def main() -> None:
             samples.setdefault("baseline: stock django-eventstream (DB storage)", []).extend(r["latencies"])
         record("1. baseline stock django-eventstream, 1 subscriber, p50", "ms", [v * 1000 for v in lat],
                note="send_event → client, its database storage on SQLite")
-        fan = [fanout_run(pool, port, "/events/", n, burst,
-                          trigger=lambda: httpx.post(f"http://127.0.0.1:{port}/publish?n={burst}", timeout=120))
+        stock_burst = SIZES["stock_burst"]
+        fan = [fanout_run(pool, port, "/events/", n, stock_burst,
+                          trigger=lambda: httpx.post(f"http://127.0.0.1:{port}/publish?n={stock_burst}", timeout=120))
                for _ in range(REPEATS)]
-        record(f"4. baseline stock django-eventstream fan-out, {n} subscribers", "deliveries/s", [r["rate"] for r in fan])
+        record(f"4. baseline stock django-eventstream fan-out, {n} subscribers, burst of {stock_burst}", "deliveries/s",
+               [r["rate"] for r in fan])
         record("4. baseline stock django-eventstream deliveries lost", "events", [r["lost"] for r in fan])
     finally:
         proc.terminate()

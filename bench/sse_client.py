@@ -13,16 +13,19 @@ STAMPED = (b"message", b"content_job.progress")
 
 async def open_stream(host: str, port: int, path: str, headers: dict | None = None):
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 20)
-    lines = [f"GET {path} HTTP/1.0", f"Host: {host}:{port}", "Accept: text/event-stream"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    await writer.drain()
-    status = await reader.readline()
-    if b" 200 " not in status:
+    try:
+        lines = [f"GET {path} HTTP/1.0", f"Host: {host}:{port}", "Accept: text/event-stream"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        status = await reader.readline()
+        if b" 200 " not in status:
+            raise ConnectionError(status.decode().strip() or "no answer")
+        while (await reader.readline()) not in (b"\r\n", b"\n", b""):
+            pass
+    except BaseException:  # a refusal, an error, or a timeout of the caller's
         writer.close()
-        raise ConnectionError(status.decode().strip() or "no answer")
-    while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-        pass
+        raise
     return reader, writer
 
 
@@ -130,17 +133,24 @@ def watch_many(args: dict) -> dict:
 
 
 def hold_idle(args: dict) -> dict:
-    """In a client process: open `n` idle connections, report how long it took, hold them."""
+    """In a client process: open `n` idle connections, report how long it took, hold them.
+    With `timeout` (s), a connection whose stream has not begun by then failed; with `give_up`,
+    once more than that many failed, the rest are not tried (and count as failed)."""
     async def main():
         started = time.monotonic()
         sem = asyncio.Semaphore(200)
         writers, errors = [], 0
+        timeout, give_up = args.get("timeout"), args.get("give_up")
 
         async def one():
             nonlocal errors
             async with sem:
+                if give_up is not None and errors > give_up:
+                    errors += 1
+                    return
                 try:
-                    writers.append(await open_stream(args["host"], args["port"], args["path"], args.get("headers")))
+                    writers.append(await asyncio.wait_for(
+                        open_stream(args["host"], args["port"], args["path"], args.get("headers")), timeout))
                 except Exception:
                     errors += 1
 
