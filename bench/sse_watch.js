@@ -8,10 +8,10 @@
 // line: received, connected, errors, latencies (s), first_stamp, last_recv.
 //   node bench/sse_watch.js '{"host": ..., "port": ..., "path": ..., "n": ..., "expect": ..., "timeout": ..., "idle": ...}'
 const { connect } = require("./sse_http");
-const { performance } = require("perf_hooks");
+const { wallClock } = require("./wall_clock");
 
 const args = JSON.parse(process.argv[2]);
-const now = () => (performance.timeOrigin + performance.now()) / 1000; // wall clock, sub-ms
+const now = wallClock();
 const STAMP = /t=(\d+\.\d+)/;
 const NAME = /(?:^|\n)event: ([^\n]*)/;
 const out = { received: 0, connected: 0, error_count: 0, errors: [], latencies: [] };

@@ -3,7 +3,7 @@
 // sends N events (each stamped with the send time) to every subscriber, as one burst, or with
 // &intervalMs=M one event every M ms (the pace of the latency figure's pulse job).
 const http = require("http");
-const { performance } = require("perf_hooks");
+const { wallClock } = require("../wall_clock");
 const port = Number(process.argv[2] || 9100);
 const clients = new Set();
 http.createServer((req, res) => {
@@ -18,7 +18,8 @@ http.createServer((req, res) => {
     const query = new URL(req.url, "http://x").searchParams;
     const n = Number(query.get("n") || 1);
     const interval = Number(query.get("intervalMs") || 0);
-    const stamp = () => ((performance.timeOrigin + performance.now()) / 1000).toFixed(6);
+    const clock = wallClock();  // anchored per publish: this process outlives many runs
+    const stamp = () => clock().toFixed(6);
     let i = 0;
     const burst = () => {
       for (let k = 0; k < (interval ? 1 : 100) && i < n; k++, i++) {
