@@ -543,12 +543,10 @@ def idle_ceiling(server) -> dict:
     held, n = 0, SIZES["idle"]
     while True:
         r = idle_run(server.proc.pid, server.port, path, n, headers, timeout=5.0, give_up=True)
-        failed = n // SIZES["client_procs"] * SIZES["client_procs"] - r["connected"]
-        print(f"  idle ceiling: {n:,} tried, {r['connected']:,} held, {failed:,} failed, "
+        print(f"  idle ceiling: {n:,} tried, {r['connected']:,} held, {r['errors']:,} failed, "
               f"server {r['rss_kib'] / 1024:.0f} MiB", flush=True)
-        if failed > n / 100 or r["rss_kib"] > IDLE_RSS_CAP_KIB:
-            return {"held": held, "stopped_at": n, "failed": failed, "rss_kib": r["rss_kib"],
-                    "limit": open_files_limit(server.proc.pid)}
+        if r["errors"] > n / 100 or r["rss_kib"] > IDLE_RSS_CAP_KIB:
+            return {"held": held, "stopped_at": n, "failed": r["errors"], "limit": open_files_limit(server.proc.pid)}
         held = max(held, r["connected"])
         n += IDLE_STEP
 
