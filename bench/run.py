@@ -306,14 +306,19 @@ def node_client(script: str, args: dict) -> dict:
                                      capture_output=True, text=True, check=True).stdout)
 
 
+def company_stream(server) -> tuple[str, dict]:
+    """The path of the company's event stream and the token header that opens it (alice's)."""
+    return f"/api/companies/{server.company()}/events", {"Authorization": f"Token {server.data['token_alice']}"}
+
+
 def pickup_run(server, jobs: int = 20, client: str = "node" if NODE else "python") -> list[float]:
     """`jobs` POSTs one at a time, each timed to its job's content_job.running event on the
     company stream (s). The Node client (bench/pickup.js) times from the call that sends the
     request; the Python one (httpx) also counts the 1.3 to 1.5 ms it spends building it."""
+    events_path, headers = company_stream(server)
     if client == "node":
-        args = {"host": "127.0.0.1", "port": server.port, "eventsPath": f"/api/companies/{server.company()}/events",
-                "postPath": f"/api/companies/{server.company()}/content-jobs",
-                "headers": {"Authorization": f"Token {server.data['token_alice']}"},
+        args = {"host": "127.0.0.1", "port": server.port, "eventsPath": events_path,
+                "postPath": f"/api/companies/{server.company()}/content-jobs", "headers": headers,
                 "body": json.dumps({"jobType": "bench.noop"}), "jobs": jobs, "gapMs": 100, "timeout": 30}
         out = node_client("pickup.js", args)
         if out["errors"]:
@@ -321,8 +326,7 @@ def pickup_run(server, jobs: int = 20, client: str = "node" if NODE else "python
         return out["pickups"]
 
     async def main():
-        reader, writer = await open_stream("127.0.0.1", server.port, f"/api/companies/{server.company()}/events",
-                                           {"Authorization": f"Token {server.data['token_alice']}"})
+        reader, writer = await open_stream("127.0.0.1", server.port, events_path, headers)
         sent: dict[str, float] = {}
         running_at: dict[str, float] = {}
 
@@ -538,8 +542,7 @@ def idle_ceiling(server) -> dict:
     """How many idle subscribers the web process holds: from the goal's size up by IDLE_STEP
     until more than 1% of a step's clients fail (a stream not begun within 5 s) or the
     process's memory passes IDLE_RSS_CAP_KIB; the most connected in a step within that."""
-    path = f"/api/companies/{server.company()}/events"
-    headers = {"Authorization": f"Token {server.data['token_alice']}"}
+    path, headers = company_stream(server)
     held, n = 0, SIZES["idle"]
     while True:
         r = idle_run(server.proc.pid, server.port, path, n, headers, timeout=5.0, give_up=True)
@@ -639,14 +642,13 @@ def alternative_servers(pool, web) -> None:
     wait_port(port)
     uvicorn_web = dataclasses.replace(web, port=port, proc=proc)
     n, burst = SIZES["subscribers"], SIZES["burst"]
-    headers = {"Authorization": f"Token {web.data['token_alice']}"}
     try:
         for label, server in (("daphne", web), ("uvicorn", uvicorn_web)):
             lat = [latency_run(pool, server, 1) for _ in range(REPEATS)]
             record(f"alt. {label} web process: event latency (cluster), p50", "ms",
                    [pct(r["latencies"], 50) * 1000 for r in lat])
-            idle = [idle_run(server.proc.pid, server.port, f"/api/companies/{server.company()}/events", ALT_IDLE,
-                             headers) for _ in range(REPEATS)]
+            path, headers = company_stream(server)
+            idle = [idle_run(server.proc.pid, server.port, path, ALT_IDLE, headers) for _ in range(REPEATS)]
             record(f"alt. {label} web process: time to connect {ALT_IDLE:,} clients", "s",
                    [r["seconds"] for r in idle])
             record(f"alt. {label} web process: memory per idle subscriber (first run)", "KiB", [idle[0]["kib_per_conn"]])
@@ -725,8 +727,8 @@ def main() -> None:
 
         pickup_figures(server, "2. job pickup, POST → content_job.running, p50")
 
-        idle = [idle_run(server.proc.pid, server.port, f"/api/companies/{server.company()}/events", SIZES["idle"],
-                         {"Authorization": f"Token {server.data['token_alice']}"}) for _ in range(REPEATS)]
+        path, headers = company_stream(server)
+        idle = [idle_run(server.proc.pid, server.port, path, SIZES["idle"], headers) for _ in range(REPEATS)]
         record(f"3. idle subscribers connected (of {SIZES['idle']})", "conns", [r["connected"] for r in idle],
                f"{SIZES['idle']:,}", SIZES["idle"], better="higher")
         # The first run only: later runs reuse the memory the first one's connections left free.
