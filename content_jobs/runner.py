@@ -4,6 +4,8 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Callable
+from functools import partial
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -277,23 +279,44 @@ def start_job(job_id, *, worker_id: str) -> ContentJob | None:
 
 def run_started(job: ContentJob) -> ContentJob:
     """Run a job that services.job_start started, to its end (LeaseLost as run_job)."""
+    return write_end(job, run_handler(job))
+
+
+def run_handler(job: ContentJob) -> Callable[[], ContentJob]:
+    """Run a started job's handler; its end (done, failed or cancelled) comes back as a write
+    still to make with write_end, alone or inside a transaction of the caller's: the worker's
+    loop makes it in the transaction that claims and starts its next job
+    (content_jobs.worker.RunLoop), so a busy worker commits once a job. LeaseLost as run_job."""
     ctx = JobContext(job)
     lease_keeper.hold(ctx)
     try:
         return _run_handler(ctx)
     except LeaseLost:
-        # Another attempt owns the job now (or it was failed as lost): nothing more is written
-        # to the job, and the task result says the run was lost (not successful), even where
-        # the reaper had closed it already.
-        logger.warning("job %s attempt %s lost its lease; its run is abandoned", job.pk, ctx.attempt)
+        _abandoned(job, ctx.attempt)
         raise
     finally:
         lease_keeper.drop(ctx)
         ctx.cancel_timer()
 
 
-def _run_handler(ctx: JobContext) -> ContentJob:
-    fence = {"attempt": ctx.attempt}
+def write_end(job: ContentJob, end: Callable[[], ContentJob]) -> ContentJob:
+    """Write a run's end that run_handler returned (LeaseLost as run_job)."""
+    try:
+        return end()
+    except LeaseLost:
+        _abandoned(job, job.attempt)
+        raise
+
+
+def _abandoned(job: ContentJob, attempt: int) -> None:
+    # Another attempt owns the job now (or it was failed as lost): nothing more is written to
+    # the job, and the task result says the run was lost (not successful), even where the
+    # reaper had closed it already.
+    logger.warning("job %s attempt %s lost its lease; its run is abandoned", job.pk, attempt)
+
+
+def _run_handler(ctx: JobContext) -> Callable[[], ContentJob]:
+    fence = {"job": ctx.job, "attempt": ctx.attempt, "savepoint": False}
     try:
         job_type = registry.get(ctx.job.job_type)
         returned = job_type.handler(ctx)
@@ -301,15 +324,15 @@ def _run_handler(ctx: JobContext) -> ContentJob:
         result = dict(returned or {})
         if ctx.artifacts:
             result["artifacts"] = ctx.artifacts
-        return services.job_complete(job=ctx.job, result=result, **fence)
+        return partial(services.job_complete, result=result, **fence)
     except JobCancelled:
         ctx.flush()
         ctx.log("Cancelled at a checkpoint.", "warning")
-        return services.job_stop_cancelled(job=ctx.job, **fence)
+        return partial(services.job_stop_cancelled, **fence)
     except JobFailed as exc:
         ctx.flush()
         ctx.log(exc.message, "error")
-        return services.job_fail(job=ctx.job, code=exc.code, message=exc.message, **fence)
+        return partial(services.job_fail, code=exc.code, message=exc.message, **fence)
     except LeaseLost:
         raise
     except Exception as exc:  # a handler's bug must fail its job, never the worker
@@ -317,4 +340,4 @@ def _run_handler(ctx: JobContext) -> ContentJob:
         ctx.flush()
         ctx.log(traceback.format_exc()[-8000:], "error")
         message = f"{type(exc).__name__}: {exc}"
-        return services.job_fail(job=ctx.job, code="handler_error", message=message[:300], **fence)
+        return partial(services.job_fail, code="handler_error", message=message[:300], **fence)

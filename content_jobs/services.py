@@ -199,22 +199,28 @@ def job_report_progress(
     return _change_held(job, attempt=attempt, event_type=events.PROGRESS, **fields)
 
 
-@transaction.atomic
-def job_complete(*, job: ContentJob, result: dict | None, attempt: int | None = None) -> ContentJob:
+# A run's end: `savepoint=False` writes it inside the caller's transaction without a savepoint
+# of its own (the worker's loop writes a run's end with its next claim, where a savepoint cost
+# two more round trips to PostgreSQL); one that fails then undoes the caller's transaction.
+def job_complete(*, job: ContentJob, result: dict | None, attempt: int | None = None,
+                 savepoint: bool = True) -> ContentJob:
     """A running job's handler finished: done, at 100%."""
-    return _end_run(job, S.DONE, attempt, progress=100.0, result=result, error=None, lease_expires_at=None)
+    with transaction.atomic(savepoint=savepoint):
+        return _end_run(job, S.DONE, attempt, progress=100.0, result=result, error=None, lease_expires_at=None)
 
 
-@transaction.atomic
-def job_fail(*, job: ContentJob, code: str, message: str, attempt: int | None = None) -> ContentJob:
+def job_fail(*, job: ContentJob, code: str, message: str, attempt: int | None = None,
+             savepoint: bool = True) -> ContentJob:
     """A running job failed: its handler raised, or its worker was lost for good."""
-    return _end_run(job, S.FAILED, attempt, error={"code": code, "message": message[:1000]}, lease_expires_at=None)
+    with transaction.atomic(savepoint=savepoint):
+        return _end_run(job, S.FAILED, attempt, error={"code": code, "message": message[:1000]},
+                        lease_expires_at=None)
 
 
-@transaction.atomic
-def job_stop_cancelled(*, job: ContentJob, attempt: int | None = None) -> ContentJob:
+def job_stop_cancelled(*, job: ContentJob, attempt: int | None = None, savepoint: bool = True) -> ContentJob:
     """A running job's handler stopped at a checkpoint after cancellation was requested."""
-    return _end_run(job, S.CANCELLED, attempt, error=None, lease_expires_at=None)
+    with transaction.atomic(savepoint=savepoint):
+        return _end_run(job, S.CANCELLED, attempt, error=None, lease_expires_at=None)
 
 
 def _end_run(job: ContentJob, target: str, attempt: int | None, **fields: Any) -> ContentJob:

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connections, transaction
@@ -49,53 +50,75 @@ def _job_id(row: DBTaskResult | None) -> uuid.UUID | None:
 class RunLoop(Worker):
     """django-tasks-db's Worker in batch mode, its loop's statements written out.
 
-    A job's run is claimed and its job started in one transaction, which also closes the
-    previous run's row: a job costs two commits (that one and its end) where the library's
-    loop and the run task made four. Rows of other tasks run through the library's run_task.
-    A job's run does not send django-tasks' task_started and task_finished signals, which
-    only log here; the job's own events and log say more."""
+    A job's run is claimed and its job started in one transaction, which also writes the end of
+    the job run before it and closes that run's row: a busy worker commits once a job, where
+    the library's loop and the run task made four commits. The job before is ended as soon as
+    its handler returns, whether or not a next run is waiting; if that transaction fails, the
+    end is written alone, and its row closed, before the claim is tried again. Rows of other tasks run through the
+    library's run_task. A job's run does not send django-tasks' task_started and task_finished
+    signals, which only log here; the job's own events and log say more."""
 
     def run(self) -> None:
         ended: DBTaskResult | None = None  # the last run's row, closed in the next claim's transaction
+        end: Callable[[], ContentJob] | None = None  # the last run's end, written there too
+        job: ContentJob | None = None  # the job of that run
         while self.running:
             try:
                 with transaction.atomic():
+                    if end is not None:
+                        end()
                     if ended is not None:
                         task_rows.close_successful(task_row=ended)
                     row = task_rows.claim_next(worker_id=self.worker_id, backend_name=self.backend_name)
                     job_id = _job_id(row)
-                    job = runner.start_job(job_id, worker_id=self.worker_id) if job_id is not None else None
-            except OperationalError as exc:
-                if not is_locked_database_exception(exc):
+                    next_job = runner.start_job(job_id, worker_id=self.worker_id) if job_id is not None else None
+            except Exception as exc:
+                if isinstance(exc, OperationalError) and is_locked_database_exception(exc):
+                    time.sleep(self.interval)  # another process holds SQLite's write lock: try again shortly
+                    continue
+                if end is None:
                     raise
-                time.sleep(self.interval)  # another process holds SQLite's write lock: try again shortly
+                self._end_alone(ended, job, end)
+                ended = end = None
                 continue
-            ended = None
+            ended, end, job = None, None, next_job
             if row is None:
                 return
             if job_id is None:
                 self.run_task(row)
                 continue
-            ended = self._run(row, job)
-        if ended is not None:
+            ended, end = self._run(row, job)
+        if end is not None:
+            self._end_alone(ended, job, end)
+        elif ended is not None:
             with transaction.atomic():
                 task_rows.close_successful(task_row=ended)
 
-    def _run(self, row: DBTaskResult, job: ContentJob | None) -> DBTaskResult | None:
-        """Run the started job (None: nothing to run); the row to close as successful, or None
-        once it is closed as failed (a run that lost its lease, content_jobs.errors.LeaseLost)."""
+    def _run(self, row: DBTaskResult, job: ContentJob | None) -> tuple[DBTaskResult | None, Callable | None]:
+        """Run the started job's handler (None: nothing to run); the row to close as successful
+        and the job's end still to write, or (None, None) once the row is closed as failed (a
+        run that lost its lease, content_jobs.errors.LeaseLost)."""
         self.running_task = True
         try:
-            if job is not None:
-                runner.run_started(job)
-            return row
+            return row, None if job is None else runner.run_handler(job)
         except BaseException as exc:
             row.set_failed(exc)
-            return None
+            return None, None
         finally:
             self.running_task = False
             self._run_tasks += 1
             close_old_connections()
+
+    @staticmethod
+    def _end_alone(row: DBTaskResult, job: ContentJob, end: Callable[[], ContentJob]) -> None:
+        """Write a run's end and close its row as successful, in a transaction of their own; the
+        row closed as failed instead when that fails (a run that lost its lease)."""
+        try:
+            with transaction.atomic():
+                runner.write_end(job, end)
+                task_rows.close_successful(task_row=row)
+        except BaseException as exc:
+            row.set_failed(exc)
 
 
 class EmbeddedWorker:

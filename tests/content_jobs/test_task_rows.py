@@ -4,12 +4,14 @@ order, and the states it would leave them in."""
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 from django_tasks import task
 from django_tasks_db.models import DBTaskResult
 
-from content_jobs import services, task_rows
+from content_jobs import registry, services, task_rows
+from content_jobs.signals import job_changed
 from content_jobs.models import ContentJob, JobEvent
 from content_jobs.worker import RunLoop
 from tests.conftest import race
@@ -21,6 +23,19 @@ S = ContentJob.Status
 def echo(word: str) -> str:
     """A task of another kind than a job's run: the library's run_task runs it."""
     return word.upper()
+
+
+@registry.register("test.quiet", params=registry.StrictParamsSerializer)
+def quiet(ctx):
+    return {"ran": True}
+
+
+@registry.register("test.overtaken", params=registry.StrictParamsSerializer)
+def overtaken(ctx):
+    """Its job is taken over by a second attempt (as after a reap and a new start) just before
+    the handler returns: the run's end is refused."""
+    ContentJob.objects.filter(pk=ctx.job_id).update(attempt=F("attempt") + 1)
+    return {"ran": True}
 
 
 def claim(worker_id: str = "w1") -> DBTaskResult | None:
@@ -145,6 +160,81 @@ def test_a_loop_that_dies_while_starting_a_job_leaves_its_run_ready_for_the_next
     row.refresh_from_db()
     assert (job.status, job.attempt, job.worker_id) == (S.DONE, 1, "loop-next")
     assert (row.status, row.worker_ids) == ("SUCCESSFUL", ["loop-next"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_busy_loop_commits_once_a_job_each_end_with_the_next_start(company, monkeypatch):
+    jobs = [services.job_submit(company=company, job_type="test.quiet", params={})[0] for _ in range(3)]
+    commits, heard = [], []
+    commit = connection.commit
+    monkeypatch.setattr(connection, "commit", lambda: (commits.append(list(heard)), commit()))
+
+    def hear(sender, job_id, event, **kwargs):  # sent on commit: what each commit published
+        heard.append((jobs.index(next(j for j in jobs if j.pk == job_id)), event.type.split(".")[1]))
+
+    job_changed.connect(hear)
+    try:
+        run_loop("loop-busy")
+    finally:
+        job_changed.disconnect(hear)
+
+    # One commit starts the first job; each next one ends a job and starts the next; the last
+    # ends the last and finds nothing to claim: four commits for three jobs, not seven.
+    assert len(commits) == 4
+    assert heard == [(0, "running"), (0, "done"), (1, "running"), (1, "done"), (2, "running"), (2, "done")]
+    for job in jobs:
+        job.refresh_from_db()
+        assert (job.status, job.attempt, job.result, job.worker_id) == (S.DONE, 1, {"ran": True}, "loop-busy")
+    assert set(DBTaskResult.objects.values_list("status", flat=True)) == {"SUCCESSFUL"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_next_start_fails_is_ended_all_the_same(company, monkeypatch):
+    """The end of a run shares its transaction with the next start; when that start fails,
+    the end is written alone and the run's row closed, and the failure goes on as before."""
+    first, _ = services.job_submit(company=company, job_type="test.quiet", params={})
+    second, _ = services.job_submit(company=company, job_type="test.quiet", params={})
+    start = services.job_start
+
+    def broken_start(**kwargs):
+        started = start(**kwargs)
+        if started is not None and started.pk == second.pk:
+            raise RuntimeError("the worker died here")
+        return started
+
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "job_start", broken_start)
+        with pytest.raises(RuntimeError):
+            run_loop("loop-dead")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    rows = {row.args_kwargs["args"][0]: row for row in DBTaskResult.objects.all()}
+    assert (first.status, first.result, rows[str(first.pk)].status) == (S.DONE, {"ran": True}, "SUCCESSFUL")
+    assert list(JobEvent.objects.filter(job=first).order_by("seq").values_list("type", flat=True)) == [
+        "content_job.status", "content_job.running", "content_job.done"]
+    assert (second.status, second.attempt, rows[str(second.pk)].status) == (S.QUEUED, 0, "READY")
+
+    run_loop("loop-next")
+    second.refresh_from_db()
+    assert (second.status, second.worker_id) == (S.DONE, "loop-next")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_overtaken_as_it_ends_writes_nothing_and_the_loop_goes_on(company):
+    lost, _ = services.job_submit(company=company, job_type="test.overtaken", params={})
+    after, _ = services.job_submit(company=company, job_type="test.quiet", params={})
+
+    run_loop("loop-3")
+
+    lost.refresh_from_db()
+    after.refresh_from_db()
+    assert (lost.status, lost.attempt, lost.result) == (S.RUNNING, 2, None)  # the second attempt's
+    assert list(JobEvent.objects.filter(job=lost).values_list("type", flat=True)) == [
+        "content_job.status", "content_job.running"]
+    rows = {row.args_kwargs["args"][0]: row for row in DBTaskResult.objects.all()}
+    assert (rows[str(lost.pk)].status, rows[str(lost.pk)].exception_class_path) == (
+        "FAILED", "content_jobs.errors.LeaseLost")
+    assert (after.status, rows[str(after.pk)].status) == (S.DONE, "SUCCESSFUL")
 
 
 @pytest.mark.django_db(transaction=True)
