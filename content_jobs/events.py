@@ -10,8 +10,7 @@ from functools import partial
 from django.db import transaction
 from django.utils import timezone
 
-from . import statements
-from .counters import increment
+from .counters import insert_numbered
 from .models import Company, ContentJob, JobEvent
 from .representation import job_representation
 from .signals import job_changed
@@ -35,7 +34,7 @@ def encode(data) -> str:
     return _ENCODER.encode(data)
 
 
-EVENT_FIELDS = ("job", "company", "seq", "company_seq", "type", "data", "created_at")
+EVENT_FIELDS = ("job", "company", "seq", "type", "data", "created_at")  # and company_seq, numbered
 
 
 def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
@@ -46,19 +45,18 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     counter, added to here, orders the company's events (its row stays locked until commit).
     """
     data = encode(job_representation(job))
-    # The company's counter row stays locked until commit, and every worker's events take it:
-    # it is taken last, with everything else ready.
-    company_seq = increment(Company, job.company_id, "event_seq")
     event = JobEvent(
         job_id=job.pk,
         company_id=job.company_id,
         seq=job.event_seq,
-        company_seq=company_seq,
         type=event_type,
         data=data,
         created_at=timezone.now(),
     )
-    statements.insert(event, EVENT_FIELDS)
+    # The company's counter row stays locked until commit, and every worker's events take it:
+    # it is taken last, with everything else ready, by the statement that stores the event.
+    insert_numbered(event, EVENT_FIELDS, number="company_seq", counter=Company, counter_pk=job.company_id,
+                    counter_field="event_seq")
     transaction.on_commit(
         partial(job_changed.send, sender=ContentJob, job_id=job.pk, company_id=job.company_id, event=event)
     )

@@ -135,8 +135,11 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
         updated_at=now,
         event_seq=1,  # its first event, stored just below
     )
-    events.record_job_event(job, events.STATUS)
+    # The run before the event: the event takes the company's counter row, locked until the
+    # commit (concurrent submissions of a company wait for it), and the workers' wake-up, sent
+    # on commit, goes before the event's publication.
     _enqueue_run(job.pk)
+    events.record_job_event(job, events.STATUS)
     return job
 
 
