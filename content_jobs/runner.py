@@ -286,17 +286,27 @@ def run_handler(job: ContentJob) -> Callable[[], ContentJob]:
     """Run a started job's handler; its end (done, failed or cancelled) comes back as a write
     still to make with write_end, alone or inside a transaction of the caller's: the worker's
     loop makes it in the transaction that claims and starts its next job
-    (content_jobs.worker.RunLoop), so a busy worker commits once a job. LeaseLost as run_job."""
+    (content_jobs.worker.RunLoop), so a busy worker commits once a job. The job's lease is
+    renewed until that write is made. LeaseLost as run_job."""
     ctx = JobContext(job)
     lease_keeper.hold(ctx)
     try:
-        return _run_handler(ctx)
-    except LeaseLost:
-        _abandoned(job, ctx.attempt)
+        write = _run_handler(ctx)
+    except BaseException as exc:
+        lease_keeper.drop(ctx)
+        if isinstance(exc, LeaseLost):
+            _abandoned(job, ctx.attempt)
         raise
     finally:
-        lease_keeper.drop(ctx)
         ctx.cancel_timer()
+    return partial(_end_held, ctx, write)
+
+
+def _end_held(ctx: JobContext, write: Callable[[], ContentJob]) -> ContentJob:
+    try:
+        return write()
+    finally:
+        lease_keeper.drop(ctx)
 
 
 def write_end(job: ContentJob, end: Callable[[], ContentJob]) -> ContentJob:

@@ -50,13 +50,13 @@ def _job_id(row: DBTaskResult | None) -> uuid.UUID | None:
 class RunLoop(Worker):
     """django-tasks-db's Worker in batch mode, its loop's statements written out.
 
-    A job's run is claimed and its job started in one transaction, which also writes the end of
-    the job run before it and closes that run's row: a busy worker commits once a job, where
-    the library's loop and the run task made four commits. The job before is ended as soon as
-    its handler returns, whether or not a next run is waiting; if that transaction fails, the
-    end is written alone, and its row closed, before the claim is tried again. Rows of other tasks run through the
-    library's run_task. A job's run does not send django-tasks' task_started and task_finished
-    signals, which only log here; the job's own events and log say more."""
+    A job's run is claimed and its job started in one transaction, which also writes the end
+    of the job run before it and closes that run's row: a busy worker commits once a job,
+    where the library's loop and the run task made four commits. A job is ended as soon as its
+    handler returns, whether or not a next run is waiting; if that transaction fails, the end
+    is written alone, and its row closed, before the claim is tried again. Rows of other tasks
+    run through the library's run_task. A job's run does not send django-tasks' task_started
+    and task_finished signals, which only log here; the job's own events and log say more."""
 
     def run(self) -> None:
         ended: DBTaskResult | None = None  # the last run's row, closed in the next claim's transaction

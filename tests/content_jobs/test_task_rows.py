@@ -1,6 +1,7 @@
 """The worker's run loop (content_jobs.worker.RunLoop) and its written-out statements on
 django-tasks-db's task rows (content_jobs.task_rows): the rows the library would claim, in its
 order, and the states it would leave them in."""
+import time
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from django_tasks_db.models import DBTaskResult
 from content_jobs import registry, services, task_rows
 from content_jobs.signals import job_changed
 from content_jobs.models import ContentJob, JobEvent
+from content_jobs import worker as worker_module
 from content_jobs.worker import RunLoop
 from tests.conftest import race
 
@@ -235,6 +237,26 @@ def test_a_run_overtaken_as_it_ends_writes_nothing_and_the_loop_goes_on(company)
     assert (rows[str(lost.pk)].status, rows[str(lost.pk)].exception_class_path) == (
         "FAILED", "content_jobs.errors.LeaseLost")
     assert (after.status, rows[str(after.pk)].status) == (S.DONE, "SUCCESSFUL")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_runs_lease_is_renewed_until_its_end_is_written(company, settings, monkeypatch):
+    """The end waits for the worker's next transaction: the lease is held until then, so a
+    reaper meanwhile does not take the job back."""
+    settings.NEXUS_HEARTBEAT_SECONDS = 0.1
+    settings.NEXUS_LEASE_SECONDS = 0.6
+    job, _ = services.job_submit(company=company, job_type="test.quiet", params={})
+    reaped = []
+
+    def slow_between_runs():  # the time from the handler's return to the write of its end
+        time.sleep(1.5)
+        reaped.extend(services.jobs_reap())
+
+    monkeypatch.setattr(worker_module, "close_old_connections", slow_between_runs)
+    run_loop("loop-slow")
+    job.refresh_from_db()
+    assert reaped == []
+    assert (job.status, job.attempt, job.result) == (S.DONE, 1, {"ran": True})
 
 
 @pytest.mark.django_db(transaction=True)
