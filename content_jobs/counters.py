@@ -4,7 +4,7 @@ from functools import cache
 
 from django.db import connection, models
 
-from .statements import column, columns, insert, prepared, table
+from .statements import column, columns, insert, inserted, instance_values, table
 
 
 def increment(model: type[models.Model], pk, field: str, by: int = 1) -> int | None:
@@ -32,15 +32,12 @@ def insert_numbered(instance: models.Model, names: tuple[str, ...], *, number: s
     if connection.vendor != "postgresql":
         setattr(instance, number, increment(counter, counter_pk, counter_field))
         return insert(instance, names + (number,))
-    values = prepared(model, {name: getattr(instance, model._meta.get_field(name).attname) for name in names})
     with connection.cursor() as cursor:
         cursor.execute(_insert_numbered_sql(model, names, number, counter, counter_field),
-                       [counter._meta.pk.get_db_prep_value(counter_pk, connection), *values])
-        instance.pk, value = cursor.fetchone()
+                       [counter._meta.pk.get_db_prep_value(counter_pk, connection), *instance_values(instance, names)])
+        pk, value = cursor.fetchone()
     setattr(instance, number, value)
-    instance._state.adding = False
-    instance._state.db = connection.alias
-    return instance
+    return inserted(instance, pk)
 
 
 @cache

@@ -142,12 +142,21 @@ def _insert_sql(model: type[models.Model], vendor: str, names: tuple) -> str:
 
 def insert(instance: models.Model, names: tuple[str, ...]) -> models.Model:
     """INSERT the `names` fields of an unsaved instance; sets its database-made primary key."""
-    model = type(instance)
-    sql = _insert_sql(model, connection.vendor, names)
+    sql = _insert_sql(type(instance), connection.vendor, names)
     with connection.cursor() as cursor:
-        cursor.execute(sql, prepared(model, {name: getattr(instance, model._meta.get_field(name).attname)
-                                             for name in names}))
-        instance.pk = cursor.fetchone()[0]
+        cursor.execute(sql, instance_values(instance, names))
+        return inserted(instance, cursor.fetchone()[0])
+
+
+def instance_values(instance: models.Model, names: tuple[str, ...]) -> list:
+    """The `names` fields of an instance, prepared as the database takes them."""
+    model = type(instance)
+    return prepared(model, {name: getattr(instance, model._meta.get_field(name).attname) for name in names})
+
+
+def inserted(instance: models.Model, pk) -> models.Model:
+    """The instance, stored now with the primary key `pk`, as a save leaves it."""
+    instance.pk = pk
     instance._state.adding = False
     instance._state.db = connection.alias
     return instance
