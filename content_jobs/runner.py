@@ -279,12 +279,12 @@ def start_job(job_id, *, worker_id: str) -> ContentJob | None:
 
 def run_started(job: ContentJob) -> ContentJob:
     """Run a job that services.job_start started, to its end (LeaseLost as run_job)."""
-    return write_end(job, run_handler(job))
+    return run_handler(job)()
 
 
 def run_handler(job: ContentJob) -> Callable[[], ContentJob]:
     """Run a started job's handler; its end (done, failed or cancelled) comes back as a write
-    still to make with write_end, alone or inside a transaction of the caller's: the worker's
+    still to make (call it), alone or inside a transaction of the caller's: the worker's
     loop makes it in the transaction that claims and starts its next job
     (content_jobs.worker.RunLoop), so a busy worker commits once a job. The job's lease is
     renewed until that write is made. LeaseLost as run_job."""
@@ -305,17 +305,11 @@ def run_handler(job: ContentJob) -> Callable[[], ContentJob]:
 def _end_held(ctx: JobContext, write: Callable[[], ContentJob]) -> ContentJob:
     try:
         return write()
+    except LeaseLost:
+        _abandoned(ctx.job, ctx.attempt)
+        raise
     finally:
         lease_keeper.drop(ctx)
-
-
-def write_end(job: ContentJob, end: Callable[[], ContentJob]) -> ContentJob:
-    """Write a run's end that run_handler returned (LeaseLost as run_job)."""
-    try:
-        return end()
-    except LeaseLost:
-        _abandoned(job, job.attempt)
-        raise
 
 
 def _abandoned(job: ContentJob, attempt: int) -> None:

@@ -28,6 +28,7 @@ from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import is_locked_database_exception
 
 from . import runner, services, task_rows
+from .errors import LeaseLost
 from .models import ContentJob
 from .tasks import run_content_job
 
@@ -54,14 +55,14 @@ class RunLoop(Worker):
     of the job run before it and closes that run's row: a busy worker commits once a job,
     where the library's loop and the run task made four commits. A job is ended as soon as its
     handler returns, whether or not a next run is waiting; if that transaction fails, the end
-    is written alone, and its row closed, before the claim is tried again. Rows of other tasks
-    run through the library's run_task. A job's run does not send django-tasks' task_started
+    is written alone, and its row closed, before the claim is tried again (an end refused
+    because another attempt holds the job closes its row as failed). Rows of other tasks run
+    through the library's run_task. A job's run does not send django-tasks' task_started
     and task_finished signals, which only log here; the job's own events and log say more."""
 
     def run(self) -> None:
         ended: DBTaskResult | None = None  # the last run's row, closed in the next claim's transaction
         end: Callable[[], ContentJob] | None = None  # the last run's end, written there too
-        job: ContentJob | None = None  # the job of that run
         while self.running:
             try:
                 with transaction.atomic():
@@ -71,17 +72,20 @@ class RunLoop(Worker):
                         task_rows.close_successful(task_row=ended)
                     row = task_rows.claim_next(worker_id=self.worker_id, backend_name=self.backend_name)
                     job_id = _job_id(row)
-                    next_job = runner.start_job(job_id, worker_id=self.worker_id) if job_id is not None else None
+                    job = runner.start_job(job_id, worker_id=self.worker_id) if job_id is not None else None
             except Exception as exc:
                 if isinstance(exc, OperationalError) and is_locked_database_exception(exc):
                     time.sleep(self.interval)  # another process holds SQLite's write lock: try again shortly
                     continue
                 if end is None:
                     raise
-                self._end_alone(ended, job, end)
+                if isinstance(exc, LeaseLost):  # the end was refused: another attempt holds the job
+                    ended.set_failed(exc)
+                else:
+                    self._end_alone(ended, end)
                 ended = end = None
                 continue
-            ended, end, job = None, None, next_job
+            ended = end = None
             if row is None:
                 return
             if job_id is None:
@@ -89,7 +93,7 @@ class RunLoop(Worker):
                 continue
             ended, end = self._run(row, job)
         if end is not None:
-            self._end_alone(ended, job, end)
+            self._end_alone(ended, end)
         elif ended is not None:
             with transaction.atomic():
                 task_rows.close_successful(task_row=ended)
@@ -110,12 +114,12 @@ class RunLoop(Worker):
             close_old_connections()
 
     @staticmethod
-    def _end_alone(row: DBTaskResult, job: ContentJob, end: Callable[[], ContentJob]) -> None:
+    def _end_alone(row: DBTaskResult, end: Callable[[], ContentJob]) -> None:
         """Write a run's end and close its row as successful, in a transaction of their own; the
         row closed as failed instead when that fails (a run that lost its lease)."""
         try:
             with transaction.atomic():
-                runner.write_end(job, end)
+                end()
                 task_rows.close_successful(task_row=row)
         except BaseException as exc:
             row.set_failed(exc)
