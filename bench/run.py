@@ -162,7 +162,7 @@ def threads_of(pid: int) -> int:
 
 def submit(server, job_type: str, params: dict, api=None) -> dict:
     with server.client("alice", timeout=30) as client:
-        response = client.post(f"/api/companies/{server.company()}/content-jobs", json={"jobType": job_type, "params": params})
+        response = client.post(jobs_path(server), json={"jobType": job_type, "params": params})
     response.raise_for_status()
     return response.json()
 
@@ -306,9 +306,18 @@ def node_client(script: str, args: dict) -> dict:
                                      capture_output=True, text=True, check=True).stdout)
 
 
+def alice(server) -> dict:
+    """The token header of alice, the bench company's member."""
+    return {"Authorization": f"Token {server.data['token_alice']}"}
+
+
+def jobs_path(server) -> str:
+    return f"/api/companies/{server.company()}/content-jobs"
+
+
 def company_stream(server) -> tuple[str, dict]:
     """The path of the company's event stream and the token header that opens it (alice's)."""
-    return f"/api/companies/{server.company()}/events", {"Authorization": f"Token {server.data['token_alice']}"}
+    return f"/api/companies/{server.company()}/events", alice(server)
 
 
 def pickup_run(server, jobs: int = 20, client: str = "node" if NODE else "python") -> list[float]:
@@ -318,7 +327,7 @@ def pickup_run(server, jobs: int = 20, client: str = "node" if NODE else "python
     events_path, headers = company_stream(server)
     if client == "node":
         args = {"host": "127.0.0.1", "port": server.port, "eventsPath": events_path,
-                "postPath": f"/api/companies/{server.company()}/content-jobs", "headers": headers,
+                "postPath": jobs_path(server), "headers": headers,
                 "body": json.dumps({"jobType": "bench.noop"}), "jobs": jobs, "gapMs": 100, "timeout": 30}
         out = node_client("pickup.js", args)
         if out["errors"]:
@@ -336,10 +345,10 @@ def pickup_run(server, jobs: int = 20, client: str = "node" if NODE else "python
                     running_at[json.loads(data)["jobId"]] = time.monotonic()
 
         listener = asyncio.create_task(listen())
-        async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Token {server.data['token_alice']}"}) as c:
+        async with httpx.AsyncClient(base_url=server.url, headers=headers) as c:
             for _ in range(jobs):
                 t = time.monotonic()
-                r = await c.post(f"/api/companies/{server.company()}/content-jobs", json={"jobType": "bench.noop"})
+                r = await c.post(jobs_path(server), json={"jobType": "bench.noop"})
                 sent[r.json()["jobId"]] = t
                 await asyncio.sleep(0.1)
         deadline = time.monotonic() + 30
@@ -368,7 +377,7 @@ def submit_throughput(server, seconds: float, concurrency: int = 32) -> tuple[fl
     """POSTs a second (202 answers) and their p99, from `concurrency` keep-alive clients: on
     Node (bench/post_load.js) when the machine has it, else httpx in this process."""
     if NODE:
-        return node_post_load(server.port, f"/api/companies/{server.company()}/content-jobs", server.data["token_alice"],
+        return node_post_load(server.port, jobs_path(server), server.data["token_alice"],
                               {"jobType": "bench.noop"}, 202, seconds, concurrency)
 
     async def main():
@@ -376,12 +385,11 @@ def submit_throughput(server, seconds: float, concurrency: int = 32) -> tuple[fl
         end = time.monotonic() + seconds
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=30,
-                                     headers={"Authorization": f"Token {server.data['token_alice']}"}) as c:
+                                     headers=alice(server)) as c:
             async def worker():
                 while time.monotonic() < end:
                     t = time.monotonic()
-                    r = await c.post(f"/api/companies/{server.company()}/content-jobs",
-                                     json={"jobType": "bench.noop"})
+                    r = await c.post(jobs_path(server), json={"jobType": "bench.noop"})
                     if r.status_code == 202:
                         latencies.append(time.monotonic() - t)
 
@@ -564,7 +572,7 @@ def reconnect_storm_run(server, n: int) -> dict:
     interval_ms = max(20, n // 20)
     start_delay = 0.5 + n * 0.0015  # s: time for everybody to connect first (the run waits for them too)
     count = int((start_delay + 2.0) * 1000 / interval_ms)  # lines for the cut, the way back and after
-    headers = {"Authorization": f"Token {server.data['token_alice']}"}
+    headers = alice(server)
     submitted = time.monotonic()
     job = submit(server, "bench.pulse", {"count": count, "intervalMs": interval_ms, "kind": "log",
                                          "startDelayMs": int(start_delay * 1000)})
