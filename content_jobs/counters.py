@@ -1,10 +1,11 @@
 """Per-row counters that hand out ids: one statement adds to the counter, locks its row until
 the transaction ends (so what is numbered commits in order) and returns the new value."""
 from functools import cache
+from itertools import chain
 
 from django.db import connection, models
 
-from .statements import column, columns, insert, inserted, instance_values, table
+from .statements import column, columns, inserted, instance_values, table
 
 
 def increment(model: type[models.Model], pk, field: str, by: int = 1) -> int | None:
@@ -22,33 +23,50 @@ def _increment_sql(model: type[models.Model], vendor: str, field: str) -> str:
     return f"UPDATE {table(model)} SET {counter} = {counter} + %s WHERE {column(model, 'pk')} = %s RETURNING {counter}"
 
 
-def insert_numbered(instance: models.Model, names: tuple[str, ...], *, number: str, counter: type[models.Model],
-                    counter_pk, counter_field: str) -> models.Model:
-    """INSERT the `names` fields of an unsaved instance, its field `number` set to the next value
-    of a counter (one added to `counter_field` of the `counter` row `counter_pk`, as increment
-    adds it); sets its database-made primary key. On PostgreSQL one statement does both (a
-    round trip less); elsewhere increment, then the insert."""
-    model = type(instance)
-    if connection.vendor != "postgresql":
-        setattr(instance, number, increment(counter, counter_pk, counter_field))
-        return insert(instance, names + (number,))
+def insert_numbered(instances: list[models.Model], names: tuple[str, ...], *, number: str,
+                    counter: type[models.Model], counter_pk, counter_field: str) -> list[models.Model]:
+    """INSERT the `names` fields of unsaved instances, in order, by one statement, their field
+    `number` set to the next values of a counter (as many added to `counter_field` of the
+    `counter` row `counter_pk`, as increment adds them); sets their database-made primary keys.
+    On PostgreSQL one statement does both (a round trip less); elsewhere increment, then the
+    insert."""
+    model, n = type(instances[0]), len(instances)
+    rows = [instance_values(instance, names) for instance in instances]
+    if connection.vendor == "postgresql":
+        sql = _insert_numbered_sql(model, connection.vendor, names, number, counter, counter_field, n)
+        params = [n, counter._meta.pk.get_db_prep_value(counter_pk, connection), *chain.from_iterable(rows)]
+    else:
+        last = increment(counter, counter_pk, counter_field, by=n)
+        sql = _insert_many_sql(model, connection.vendor, names + (number,), n)
+        params = [*chain.from_iterable(row + [last - n + 1 + i] for i, row in enumerate(rows))]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_numbered_sql(model, names, number, counter, counter_field),
-                       [counter._meta.pk.get_db_prep_value(counter_pk, connection), *instance_values(instance, names)])
-        pk, value = cursor.fetchone()
-    setattr(instance, number, value)
-    return inserted(instance, pk)
+        cursor.execute(sql, params)
+        pks = {value: pk for pk, value in cursor.fetchall()}  # by number: RETURNING promises no order
+    first = max(pks) - n + 1
+    for i, instance in enumerate(instances):
+        setattr(instance, number, first + i)
+        inserted(instance, pks[first + i])
+    return instances
 
 
 @cache
-def _insert_numbered_sql(model: type[models.Model], names: tuple, number: str, counter: type[models.Model],
-                         counter_field: str) -> str:
+def _insert_numbered_sql(model: type[models.Model], vendor: str, names: tuple, number: str,
+                         counter: type[models.Model], counter_field: str, n: int) -> str:
+    """The n rows' numbers are the counter's new value less n - 1, ..., less 0, in order."""
     last = column(counter, counter_field)
     given = ", ".join(["%s"] * len(names))
+    rows = ", ".join(f"({given}, (SELECT value FROM counted) - {n - 1 - i})" for i in range(n))
     return (
-        f"WITH counted AS (UPDATE {table(counter)} SET {last} = {last} + 1 WHERE {column(counter, 'pk')} = %s"
+        f"WITH counted AS (UPDATE {table(counter)} SET {last} = {last} + %s WHERE {column(counter, 'pk')} = %s"
         f" RETURNING {last} AS value)"
-        f" INSERT INTO {table(model)} ({columns(model, names)}, {column(model, number)})"
-        f" SELECT {given}, counted.value FROM counted"
+        f" INSERT INTO {table(model)} ({columns(model, names)}, {column(model, number)}) VALUES {rows}"
         f" RETURNING {column(model, 'pk')}, {column(model, number)}"
     )
+
+
+@cache
+def _insert_many_sql(model: type[models.Model], vendor: str, names: tuple, n: int) -> str:
+    given = ", ".join(["%s"] * len(names))
+    rows = ", ".join([f"({given})"] * n)
+    return (f"INSERT INTO {table(model)} ({columns(model, names)}) VALUES {rows}"
+            f" RETURNING {column(model, 'pk')}, {column(model, names[-1])}")

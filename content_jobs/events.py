@@ -5,9 +5,11 @@ change always has its event, and a rolled-back one never does); the domain signa
 it to subscribers is sent on commit.
 """
 import json
+import threading
+from contextlib import contextmanager
 from functools import partial
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from .counters import insert_numbered
@@ -43,6 +45,7 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     The caller has numbered this event in `job.event_seq` and saved that with the job's change,
     holding the job's row lock (select_for_update), which orders a job's events; the company's
     counter, added to here, orders the company's events (its row stays locked until commit).
+    Inside stored_together() the event is stored at the block's end.
     """
     data = encode(job_representation(job))
     event = JobEvent(
@@ -53,14 +56,58 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
         data=data,
         created_at=timezone.now(),
     )
-    # The company's counter row stays locked until commit, and every worker's events take it:
-    # it is taken last, with everything else ready, by the statement that stores the event.
-    insert_numbered(event, EVENT_FIELDS, number="company_seq", counter=Company, counter_pk=job.company_id,
-                    counter_field="event_seq")
+    waiting = getattr(_together, "events", None)
+    if waiting is not None and _savepoints() == _together.savepoints:
+        waiting.append(event)
+    else:
+        # The company's counter row stays locked until commit, and every worker's events take
+        # it: it is taken last, with everything else ready, by the statement that stores the event.
+        _store([event])
     transaction.on_commit(
         partial(job_changed.send, sender=ContentJob, job_id=job.pk, company_id=job.company_id, event=event)
     )
     return event
+
+
+_together = threading.local()  # the events of this thread's stored_together() block, and its depth
+
+
+@contextmanager
+def stored_together():
+    """Store the job events recorded in this block at its end, one statement for a company's
+    events, instead of each where it is recorded. Use it as the last thing inside a transaction:
+    the company's counter row, which each stored event takes and which stays locked until
+    commit, is then held only from the block's end to the commit, not across the writes
+    between (the worker's loop: a run's end, its row's close, the next claim and that job's
+    start), and a run's end and the next job's start store their events together. Companies'
+    counters are taken in the order of their ids, so two such blocks never wait on each
+    other's. An event recorded inside a savepoint taken within the block is stored at once
+    (a rolled-back savepoint undoes it); blocks nested in a block are part of it."""
+    if getattr(_together, "events", None) is not None:
+        yield
+        return
+    waiting: list[JobEvent] = []
+    _together.events, _together.savepoints = waiting, _savepoints()
+    try:
+        yield
+    finally:
+        _together.events = None
+    by_company: dict = {}
+    for event in waiting:
+        by_company.setdefault(event.company_id, []).append(event)
+    for company_id in sorted(by_company):
+        _store(by_company[company_id])
+
+
+def _savepoints() -> list:
+    """The savepoints taken now (an atomic block without one counts as None there)."""
+    return [sid for sid in connection.savepoint_ids if sid is not None]
+
+
+def _store(events: list[JobEvent]) -> None:
+    """Store one company's events, in order, numbered by its counter."""
+    insert_numbered(events, EVENT_FIELDS, number="company_seq", counter=Company, counter_pk=events[0].company_id,
+                    counter_field="event_seq")
 
 
 # Channels and groups -----------------------------------------------------------------------

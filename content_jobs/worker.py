@@ -27,7 +27,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import is_locked_database_exception
 
-from . import runner, services, task_rows
+from . import events, runner, services, task_rows
 from .errors import LeaseLost
 from .models import ContentJob
 from .tasks import run_content_job
@@ -56,7 +56,10 @@ class RunLoop(Worker):
     where the library's loop and the run task made four commits. A job is ended as soon as its
     handler returns, whether or not a next run is waiting; if that transaction fails, the end
     is written alone, and its row closed, before the claim is tried again (an end refused
-    because another attempt holds the job closes its row as failed). Rows of other tasks run
+    because another attempt holds the job closes its row as failed). The events of both jobs
+    are stored together at the transaction's end (content_jobs.events.stored_together), so the
+    company's event counter, which every worker's events take, is locked from there to the
+    commit only. Rows of other tasks run
     through the library's run_task. A job's run does not send django-tasks' task_started
     and task_finished signals, which only log here; the job's own events and log say more."""
 
@@ -65,7 +68,7 @@ class RunLoop(Worker):
         end: Callable[[], ContentJob] | None = None  # the last run's end, written there too
         while self.running:
             try:
-                with transaction.atomic():
+                with transaction.atomic(), events.stored_together():
                     if end is not None:
                         end()
                     if ended is not None:
@@ -118,7 +121,7 @@ class RunLoop(Worker):
         """Write a run's end and close its row as successful, in a transaction of their own; the
         row closed as failed instead when that fails (a run that lost its lease)."""
         try:
-            with transaction.atomic():
+            with transaction.atomic(), events.stored_together():
                 end()
                 task_rows.close_successful(task_row=row)
         except BaseException as exc:

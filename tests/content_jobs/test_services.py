@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
@@ -563,6 +564,42 @@ def test_job_changed_waits_for_the_real_commit(company, job_changed_calls):
         assert job_changed_calls == []
     assert [call["event"].type for call in job_changed_calls] == ["content_job.status", "content_job.running"]
     assert [call["in_atomic_block"] for call in job_changed_calls] == [False, False]
+
+
+def test_events_stored_together_are_numbered_in_order_each_companys_counter_taken_in_id_order(
+        company, other_company, django_capture_on_commit_callbacks):
+    first, second = sorted([company, other_company], key=lambda c: c.pk)
+    jobs = [services.job_start(job_id=new_job(c).pk, worker_id="w") for c in (second, first, second)]
+    seqs = {c.pk: Company.objects.get(pk=c.pk).event_seq for c in (first, second)}
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True) as sent:
+        with transaction.atomic(), events.stored_together():
+            for job in jobs:  # as the worker's loop ends a run, without a savepoint
+                services.job_fail(job=job, code="x", message="x", attempt=1, savepoint=False)
+            assert not JobEvent.objects.filter(type="content_job.failed").exists()  # not yet stored
+    counters = [q["sql"] for q in queries.captured_queries if f'UPDATE "{Company._meta.db_table}"' in q["sql"]]
+    # One counter statement a company, the lower id first (two such blocks never wait on each
+    # other's locks), and each company's events in the order they were recorded.
+    assert len(counters) == 2
+    assert any(k in counters[0] for k in (str(first.pk), first.pk.hex))
+    assert any(k in counters[1] for k in (str(second.pk), second.pk.hex))
+    stored = {e.job_id: e for e in JobEvent.objects.filter(type="content_job.failed")}
+    assert stored[jobs[1].pk].company_seq == seqs[first.pk] + 1
+    assert [stored[jobs[0].pk].company_seq, stored[jobs[2].pk].company_seq] == [seqs[second.pk] + 1, seqs[second.pk] + 2]
+    assert len(sent) == 3  # each published on commit
+
+
+def test_an_event_recorded_in_a_savepoint_inside_a_stored_together_block_is_undone_with_it(company):
+    kept, undone = new_job(company), new_job(company)
+    with transaction.atomic(), events.stored_together():
+        services.job_cancel(job=kept)  # takes a savepoint of its own: stored at once
+        try:
+            with transaction.atomic():  # a savepoint: its event is stored at once, and rolled back with it
+                services.job_cancel(job=undone)
+                raise RuntimeError("undo")
+        except RuntimeError:
+            pass
+    assert list(JobEvent.objects.filter(type="content_job.cancelled").values_list("job_id", flat=True)) == [kept.pk]
+    assert ContentJob.objects.get(pk=undone.pk).status == S.QUEUED
 
 
 # Enqueueing ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.db.models import F
 from django.utils import timezone
 from django_tasks import task
@@ -13,7 +14,7 @@ from django_tasks_db.models import DBTaskResult
 
 from content_jobs import registry, services, task_rows
 from content_jobs.signals import job_changed
-from content_jobs.models import ContentJob, JobEvent
+from content_jobs.models import Company, ContentJob, JobEvent
 from content_jobs import worker as worker_module
 from content_jobs.worker import RunLoop
 from tests.conftest import race
@@ -188,6 +189,37 @@ def test_a_busy_loop_commits_once_a_job_each_end_with_the_next_start(company, mo
         job.refresh_from_db()
         assert (job.status, job.attempt, job.result, job.worker_id) == (S.DONE, 1, {"ran": True}, "loop-busy")
     assert set(DBTaskResult.objects.values_list("status", flat=True)) == {"SUCCESSFUL"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_busy_loop_takes_the_companys_event_counter_once_a_commit_right_before_it(company, monkeypatch):
+    """Every worker's events take the company's event counter, whose row stays locked until
+    commit: a run's end and the next job's start store their events together, as the last
+    thing before the commit, not the end's event first with the writes of the next start
+    behind it. The company stream's numbers keep the events' order."""
+    jobs = [services.job_submit(company=company, job_type="test.quiet", params={})[0] for _ in range(3)]
+    counter, stored = f'UPDATE "{Company._meta.db_table}"', f'INTO "{JobEvent._meta.db_table}"'
+    marks = []
+    with CaptureQueriesContext(connection) as queries:
+        commit = connection.commit
+        monkeypatch.setattr(connection, "commit", lambda: (marks.append(len(queries.captured_queries)), commit()))
+        run_loop("loop-counter")
+
+    assert len(marks) == 4
+    begun = 0
+    for mark in marks:
+        statements = [q["sql"] for q in queries.captured_queries[begun:mark]]
+        taken = [i for i, sql in enumerate(statements) if counter in sql]
+        assert len(taken) == 1, statements
+        # After the counter, nothing but the events' insert (on PostgreSQL the same statement).
+        assert all(stored in sql for sql in statements[taken[0] + 1:]), statements
+        begun = mark
+    events = JobEvent.objects.filter(company=company).order_by("company_seq")
+    assert [e.company_seq for e in events] == list(range(1, 10))
+    assert [(jobs.index(next(j for j in jobs if j.pk == e.job_id)), e.type.split(".")[1]) for e in events] == [
+        (0, "status"), (1, "status"), (2, "status"),
+        (0, "running"), (0, "done"), (1, "running"), (1, "done"), (2, "running"), (2, "done"),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
