@@ -69,7 +69,7 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     return event
 
 
-_together = threading.local()  # the events of this thread's stored_together() block, and its depth
+_together = threading.local()  # this thread's stored_together() block: its events, the savepoints at its start
 
 
 @contextmanager
