@@ -56,15 +56,16 @@ class ContentJob(models.Model):
         CANCELLED = "cancelled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="jobs")
-    job_type = models.CharField(max_length=100, db_index=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # Indexes: see Meta (no index a composite one or a unique constraint already covers).
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="jobs", db_index=False)
+    job_type = models.CharField(max_length=100)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0.0)
     stage = models.CharField(max_length=255, blank=True, default="")
     params = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
-    source_task_id = models.CharField(max_length=255, null=True, blank=True, db_index=True)
+    source_task_id = models.CharField(max_length=255, null=True, blank=True)
     attempt = models.PositiveIntegerField(default=0)
     cancel_requested = models.BooleanField(default=False)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
@@ -89,9 +90,15 @@ class ContentJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Each index is one more write for every insert and status change. The company's jobs
+        # by date serve the list (and the company's foreign key); status and lease the reaper
+        # (and any filter on status); plain indexes of job type and source task, without the
+        # `LIKE` twin that db_index makes on PostgreSQL, which no query uses.
         indexes = [
             models.Index(fields=["company", "-created_at"], name="job_company_created"),
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
+            models.Index(fields=["job_type"], name="job_type"),
+            models.Index(fields=["source_task_id"], name="job_source_task"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -130,8 +137,9 @@ class JobEvent(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    job = models.ForeignKey(ContentJob, on_delete=models.CASCADE, related_name="events")
-    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+")
+    # Their indexes are the unique constraints' (job, seq) and (company, company_seq).
+    job = models.ForeignKey(ContentJob, on_delete=models.CASCADE, related_name="events", db_index=False)
+    company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+", db_index=False)
     seq = models.PositiveBigIntegerField()
     company_seq = models.PositiveBigIntegerField()
     type = models.CharField(max_length=40)

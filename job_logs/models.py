@@ -20,11 +20,12 @@ class LogLine(models.Model):
         SUCCESS = "success"
 
     id = models.BigAutoField(primary_key=True)
-    job = models.ForeignKey(ContentJob, on_delete=models.CASCADE, related_name="log_lines")
+    # Its index is the unique constraint's (job, event_id).
+    job = models.ForeignKey(ContentJob, on_delete=models.CASCADE, related_name="log_lines", db_index=False)
     # Numbers the job's lines 1, 2, 3, ...: the SSE id and the `after=` cursor.
     event_id = models.PositiveBigIntegerField()
     message = models.TextField()
-    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.INFO, db_index=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.INFO)
     created_at = models.DateTimeField()
 
     objects = LogLineQuerySet.as_manager()
@@ -32,6 +33,9 @@ class LogLine(models.Model):
     class Meta:
         ordering = ["job", "event_id"]
         constraints = [models.UniqueConstraint(fields=["job", "event_id"], name="logline_unique_job_event")]
+        # The admin's filter by severity across jobs; a plain index, without the `LIKE` twin that
+        # db_index makes on PostgreSQL.
+        indexes = [models.Index(fields=["severity"], name="logline_severity")]
 
     def __str__(self) -> str:
         return f"#{self.event_id} {self.severity}: {self.message[:60]}"
