@@ -216,8 +216,13 @@ class StreamHub:
     def release(self, group: str, joining: concurrent.futures.Future) -> None:
         """One subscriber of `group` is gone; the last one makes the process leave the group.
 
-        Synchronous, so that it runs even in a stream cancelled by its client's disconnect.
+        Synchronous, so that it runs even in a stream cancelled by its client's disconnect. A
+        subscriber whose join is done (most: they found the group joined) is counted out here,
+        with no trip to the hub's thread (10,000 clients leaving at once made 10,000 trips).
         """
+        if joining.done() and not joining.cancelled() and joining.exception() is None:
+            self._release(group)
+            return
         asyncio.run_coroutine_threadsafe(self._release_after(group, joining), self.start())
 
     async def _release_after(self, group: str, joining: concurrent.futures.Future) -> None:
@@ -247,8 +252,8 @@ class StreamHub:
                 return
             del self._subscribers[group]
             joined = self._joined.pop(group, None)
-        if joined is not None:
-            self.loop.create_task(self._leave(group, joined))
+        if joined is not None:  # from any thread
+            asyncio.run_coroutine_threadsafe(self._leave(group, joined), self.loop)
 
     async def _leave(self, group: str, joined: asyncio.Future) -> None:
         try:
