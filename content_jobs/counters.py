@@ -5,7 +5,7 @@ from itertools import chain
 
 from django.db import connection, models
 
-from .statements import column, columns, inserted, instance_values, table
+from .statements import column, columns, insert_sql, inserted, instance_values, table
 
 
 def increment(model: type[models.Model], pk, field: str, by: int = 1) -> int | None:
@@ -37,7 +37,7 @@ def insert_numbered(instances: list[models.Model], names: tuple[str, ...], *, nu
         params = [n, counter._meta.pk.get_db_prep_value(counter_pk, connection), *chain.from_iterable(rows)]
     else:
         last = increment(counter, counter_pk, counter_field, by=n)
-        sql = _insert_many_sql(model, connection.vendor, names + (number,), n)
+        sql = insert_sql(model, names + (number,), n, returning=("pk", number))
         params = [*chain.from_iterable(row + [last - n + 1 + i] for i, row in enumerate(rows))]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -63,10 +63,3 @@ def _insert_numbered_sql(model: type[models.Model], vendor: str, names: tuple, n
         f" RETURNING {column(model, 'pk')}, {column(model, number)}"
     )
 
-
-@cache
-def _insert_many_sql(model: type[models.Model], vendor: str, names: tuple, n: int) -> str:
-    given = ", ".join(["%s"] * len(names))
-    rows = ", ".join([f"({given})"] * n)
-    return (f"INSERT INTO {table(model)} ({columns(model, names)}) VALUES {rows}"
-            f" RETURNING {column(model, 'pk')}, {column(model, names[-1])}")

@@ -134,18 +134,17 @@ def select_locked(model: type[models.Model], pk, names: tuple[str, ...]) -> tupl
         return cursor.fetchone()
 
 
+def insert_sql(model: type[models.Model], names: tuple[str, ...], rows: int = 1, returning: tuple[str, ...] = ()) -> str:
+    """An INSERT of `rows` rows of the `names` fields of `model` (a %s each, row after row),
+    giving back the `returning` fields ("pk": the primary key) of each row stored."""
+    return _insert_sql(model, connection.vendor, names, rows, returning)
+
+
 @functools.cache
-def _insert_sql(model: type[models.Model], vendor: str, names: tuple) -> str:
-    marks = ", ".join(["%s"] * len(names))
-    return f"INSERT INTO {table(model)} ({columns(model, names)}) VALUES ({marks}) RETURNING {column(model, 'pk')}"
-
-
-def insert(instance: models.Model, names: tuple[str, ...]) -> models.Model:
-    """INSERT the `names` fields of an unsaved instance; sets its database-made primary key."""
-    sql = _insert_sql(type(instance), connection.vendor, names)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, instance_values(instance, names))
-        return inserted(instance, cursor.fetchone()[0])
+def _insert_sql(model: type[models.Model], vendor: str, names: tuple, rows: int, returning: tuple) -> str:
+    row = "(" + ", ".join(["%s"] * len(names)) + ")"
+    sql = f"INSERT INTO {table(model)} ({columns(model, names)}) VALUES {', '.join([row] * rows)}"
+    return f"{sql} RETURNING {columns(model, returning)}" if returning else sql
 
 
 def instance_values(instance: models.Model, names: tuple[str, ...]) -> list:

@@ -11,7 +11,7 @@ from content_jobs.errors import LogMessageTooLong
 from content_jobs.models import ContentJob
 from content_jobs.services import job_check_lease
 from content_jobs.signals import log_appended
-from content_jobs.statements import column, columns, prepared, table
+from content_jobs.statements import column, columns, insert_sql, prepared, table
 
 from .models import LogCursor, LogLine
 
@@ -85,9 +85,8 @@ def _insert(job_id, lines: list[LogLine], now) -> None:
     with connection.cursor() as cursor:
         for start in range(0, len(lines), INSERT_ROWS):
             batch = lines[start:start + INSERT_ROWS]
-            rows = ", ".join(["(%s, %s, %s, %s, %s)"] * len(batch))
             cursor.execute(
-                f"INSERT INTO {table(LogLine)} ({columns(LogLine, LINE_FIELDS)}) VALUES {rows}",
+                insert_sql(LogLine, LINE_FIELDS, len(batch)),
                 [value for line in batch for value in (job, line.event_id, line.message, line.severity, when)],
             )
 
