@@ -59,9 +59,9 @@ class RunLoop(Worker):
     because another attempt holds the job closes its row as failed). The events of both jobs
     are stored together at the transaction's end (content_jobs.events.stored_together), so the
     company's event counter, which every worker's events take, is locked from there to the
-    commit only. Rows of other tasks run
-    through the library's run_task. A job's run does not send django-tasks' task_started
-    and task_finished signals, which only log here; the job's own events and log say more."""
+    commit only. Rows of other tasks run through the library's run_task. A job's run does not
+    send django-tasks' task_started and task_finished signals, which only log here; the job's
+    own events and log say more."""
 
     def run(self) -> None:
         ended: DBTaskResult | None = None  # the last run's row, closed in the next claim's transaction
