@@ -165,6 +165,11 @@ def test_a_loop_that_dies_while_starting_a_job_leaves_its_run_ready_for_the_next
     assert (row.status, row.worker_ids) == ("SUCCESSFUL", ["loop-next"])
 
 
+def told(jobs: list[ContentJob], job_id, event: JobEvent) -> tuple[int, str]:
+    """Which of `jobs` an event is of, by its place in the list, and what it says ("running")."""
+    return [job.pk for job in jobs].index(job_id), event.type.split(".")[1]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_busy_loop_commits_once_a_job_each_end_with_the_next_start(company, monkeypatch):
     jobs = [services.job_submit(company=company, job_type="test.quiet", params={})[0] for _ in range(3)]
@@ -173,7 +178,7 @@ def test_a_busy_loop_commits_once_a_job_each_end_with_the_next_start(company, mo
     monkeypatch.setattr(connection, "commit", lambda: (commits.append(list(heard)), commit()))
 
     def hear(sender, job_id, event, **kwargs):  # sent on commit: what each commit published
-        heard.append((jobs.index(next(j for j in jobs if j.pk == job_id)), event.type.split(".")[1]))
+        heard.append(told(jobs, job_id, event))
 
     job_changed.connect(hear)
     try:
@@ -216,7 +221,7 @@ def test_a_busy_loop_takes_the_companys_event_counter_once_a_commit_right_before
         begun = mark
     events = JobEvent.objects.filter(company=company).order_by("company_seq")
     assert [e.company_seq for e in events] == list(range(1, 10))
-    assert [(jobs.index(next(j for j in jobs if j.pk == e.job_id)), e.type.split(".")[1]) for e in events] == [
+    assert [told(jobs, e.job_id, e) for e in events] == [
         (0, "status"), (1, "status"), (2, "status"),
         (0, "running"), (0, "done"), (1, "running"), (1, "done"), (2, "running"), (2, "done"),
     ]
