@@ -21,8 +21,9 @@ def wake_workers(sender, task_result, **kwargs) -> None:
 
 
 def _wake_workers() -> None:
-    worker.wake()  # this process's worker, at once
-    if settings.REDIS_URL:
+    # This process's worker, at once; when it was not sleeping (or there is none here), one
+    # sleeping in any process.
+    if not worker.wake() and settings.REDIS_URL:
         from .stream_hub import hub
 
-        hub.wake_workers()  # every other process's
+        hub.wake_workers()

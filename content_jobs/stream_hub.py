@@ -1,16 +1,17 @@
 """The bridge between the Channels channel layer and django-eventstream's listeners.
 
 All of a process's channel-layer traffic runs on one event loop thread of the hub's own, so
-one layer instance (one Redis connection at scale) serves every stream, publisher and worker
-of the process, whatever thread or loop they run on.
+one layer instance (one Redis connection at scale, and one more for the workers' wake-ups)
+serves every stream, publisher and worker of the process, whatever thread or loop they run on.
 
 Publishing (any thread): `publish(group, message)` queues the message; one coroutine sends the
 queue into the layer in order (the layer sends one message at a time, a round trip to Redis
 each). Every event is stored before it is published, so a message the layer loses (an outage)
-is read from storage by the streams that notice the gap. A workers' wake-up goes before the
-events waiting: a submission's wake-up came after its two events (the job's and the company's),
-a round trip later each, and the job's start waited for it; it orders nothing, and a stream
-that hears of the start before the submission reads the missing event from storage.
+is read from storage by the streams that notice the gap. A workers' wake-up goes beside the
+events, not behind them (below): a submission's wake-up once came after its two events (the
+job's and the company's), a round trip later each, and the job's start waited for it; it
+orders nothing, and a stream that hears of the start before the submission reads the missing
+event from storage.
 
 Receiving: the first stream of a group makes the hub's channel join that group, the last one
 to leave makes it part; one reader takes every message of the hub's channel and hands it to
@@ -21,18 +22,28 @@ its clients watch, and one layer message reaches any number of local subscribers
 Embedded default (the in-memory layer, which only this process hears): `publish` hands the
 message to the listener manager at once, from the publishing thread; the layer is not used.
 
-Workers: `on_wake(callback)` runs callback when any process enqueues a job (the group
-`nexus.workers`), so a worker in another process picks a new job up at once.
+Workers: a submission in any process wakes one idle worker, not all of them. The wake-up is a
+message on one channel (`nexus.wake`) of a second layer, channels_redis's list-based
+RedisChannelLayer (settings.CHANNEL_LAYERS["wake"]), whose channels hand each message to one of
+their readers. A process reads that channel only while one of its workers sleeps:
+`worker_idle(wake)` starts the read, `worker_busy(wake)` (a job started) stops it, so a busy
+worker never takes a wake-up an idle one should have had; a wake-up taken calls the `wake` of
+one sleeping worker.
+A wake-up that no worker reads (all busy) waits on the channel, up to its capacity, and costs
+one claim that finds nothing when a worker is free again. Where every worker heard every
+submission, each wake-up made every idle worker try a claim and all but one find nothing: with
+four workers on PostgreSQL that was two thirds of the workers' CPU a job.
 """
 import asyncio
 import concurrent.futures
-import itertools
 import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable
 
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django_eventstream.event import Event
 from django_eventstream.views import get_listener_manager
 
@@ -42,8 +53,8 @@ from .metrics import EVENTS_DELIVERED, EVENTS_PUBLISHED
 logger = logging.getLogger(__name__)
 
 WAKE_TYPE = "nexus.wake"
-WORKERS_GROUP = "nexus.workers"
-WAKE, EVENT = 0, 1  # what the hub sends first
+WAKE_CHANNEL = "nexus.wake"  # on the layer settings.CHANNEL_LAYERS[WAKE_LAYER]
+WAKE_LAYER = "wake"
 
 
 # The answer of subscribe() when the group is joined already: one shared done future, not one
@@ -59,12 +70,17 @@ class StreamHub:
         self.channel_name: str | None = None
         self._subscribers: dict[str, int] = defaultdict(int)
         self._joined: dict[str, asyncio.Future] = {}
-        self._outbox: asyncio.PriorityQueue | None = None  # (priority, order, group, message)
-        self._order = itertools.count()
+        self._outbox: asyncio.Queue | None = None  # (group, message)
+        self.wake_layer = None
+        self._sleepers: list[Callable[[], object]] = []  # wake() of this process's sleeping workers
+        self._idle: asyncio.Event | None = None  # set while there are sleepers: read wake-ups
+        self._reading: asyncio.Future | None = None  # the wake-up read under way
+        self._wake_reader: asyncio.Task | None = None
+        self.wakes_heard = 0
+        self._sending: set[asyncio.Task] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._ready: asyncio.Future | None = None
-        self._wake_callbacks: list[Callable[[], None]] = []
         self.published = 0
         self.delivered = 0
         self._local: bool | None = None
@@ -79,8 +95,11 @@ class StreamHub:
 
                 def run():
                     asyncio.set_event_loop(loop)
-                    self._outbox = asyncio.PriorityQueue()
+                    self._outbox = asyncio.Queue()
+                    self._idle = asyncio.Event()
                     self.layer = get_channel_layer()
+                    if WAKE_LAYER in settings.CHANNEL_LAYERS:
+                        self.wake_layer = get_channel_layer(WAKE_LAYER)
                     self._ready = loop.create_task(self._prepare())
                     loop.create_task(self._send_loop())
                     started.set()
@@ -99,7 +118,7 @@ class StreamHub:
 
     async def _send_loop(self) -> None:
         while True:
-            _, _, group, message = await self._outbox.get()
+            group, message = await self._outbox.get()
             try:
                 await self.layer.group_send(group, message)
                 self.published += 1
@@ -122,13 +141,9 @@ class StreamHub:
             self._hear(message)
 
     def _hear(self, message: dict) -> None:
-        """A message for this process: an event for its streams, or a wake-up for its worker."""
-        kind = message.get("type")
-        if kind == MESSAGE_TYPE:
+        """A message for this process's streams."""
+        if message.get("type") == MESSAGE_TYPE:
             self._deliver(message["channel"], [message])
-        elif kind == WAKE_TYPE:
-            for callback in list(self._wake_callbacks):
-                callback()
 
     def _deliver(self, channel: str, messages: list[dict]) -> None:
         """Stream events of one channel, in order, to this process's listeners of it."""
@@ -155,21 +170,18 @@ class StreamHub:
         is handed to the listeners at once, from the publishing thread, rather than through the
         layer and the hub's thread (the same listeners hear it, two thread hand-offs sooner)."""
         if self._local is None:
-            from django.conf import settings
-
             self._local = settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
         return self._local
 
-    def publish(self, group: str, message: dict, priority: int = EVENT) -> None:
-        """Send `message` to `group` through the channel layer, in order, from any thread; a
-        `priority` of WAKE goes before the EVENT messages still waiting."""
+    def publish(self, group: str, message: dict) -> None:
+        """Send `message` to `group` through the channel layer, in order, from any thread."""
         if self.local:
             self.published += 1
             EVENTS_PUBLISHED.inc()
             self._hear(message)
             return
         loop = self.start()
-        loop.call_soon_threadsafe(self._put, priority, group, message)
+        loop.call_soon_threadsafe(self._outbox.put_nowait, (group, message))
 
     def publish_many(self, group: str, messages: list[dict]) -> None:
         """`publish` for stream events of one channel, in order (a chunk of a job's log lines):
@@ -184,21 +196,84 @@ class StreamHub:
         EVENTS_PUBLISHED.inc(len(messages))
         self._deliver(messages[0]["channel"], messages)
 
-    def _put(self, priority: int, group: str, message: dict) -> None:
-        self._outbox.put_nowait((priority, next(self._order), group, message))
-
     def _put_many(self, group: str, messages: list[dict]) -> None:
         for message in messages:
-            self._put(EVENT, group, message)
+            self._outbox.put_nowait((group, message))
 
+    # Waking workers -----------------------------------------------------------------------
     def wake_workers(self) -> None:
-        """Wake the workers of every process: through the layer, before the events waiting."""
-        self.publish(WORKERS_GROUP, {"type": WAKE_TYPE}, priority=WAKE)
+        """Wake one idle worker of any process. Sent beside the events, not behind them: a
+        submission's wake-up went out while its events waited, and the job's start waits for
+        it."""
+        self.start().call_soon_threadsafe(self._send_wake)
 
-    def on_wake(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (on the hub's thread) whenever any process wakes the workers."""
-        self._wake_callbacks.append(callback)
-        asyncio.run_coroutine_threadsafe(self._join(WORKERS_GROUP), self.start()).result(10)
+    def _send_wake(self) -> None:
+        task = asyncio.ensure_future(self._wake_one())
+        self._sending.add(task)  # held until done: the loop keeps only weak references to tasks
+        task.add_done_callback(self._sending.discard)
+
+    async def _wake_one(self) -> None:
+        await self._ready
+        try:
+            await self.wake_layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE})
+        except ChannelFull:
+            pass  # wake-ups enough wait already: every worker is busy, and each claims again when free
+        except Exception:
+            # A worker looks for tasks every NEXUS_WORKER_POLL_SECONDS anyway.
+            logger.warning("could not wake a worker", exc_info=True)
+
+    def worker_idle(self, wake: Callable[[], object]) -> None:
+        """A worker of this process sleeps: take a wake-up for it, and call `wake` (on the
+        hub's thread) when one comes. From any thread."""
+        with self._lock:
+            if wake in self._sleepers:
+                return
+            self._sleepers.append(wake)
+        self.start().call_soon_threadsafe(self._sleepers_changed)
+
+    def worker_busy(self, wake: Callable[[], object]) -> None:
+        """That worker runs a job (or stops): leave the wake-ups to the idle ones. From any
+        thread; a job started by a wake-up it took costs no trip to the hub's thread."""
+        with self._lock:
+            if wake not in self._sleepers:
+                return
+            self._sleepers.remove(wake)
+        self.start().call_soon_threadsafe(self._sleepers_changed)
+
+    def _sleepers_changed(self) -> None:
+        if self._sleepers:
+            self._idle.set()
+            if self._wake_reader is None:
+                self._wake_reader = self.loop.create_task(self._read_wakes())
+            return
+        self._idle.clear()
+        if self._reading is not None:
+            # Safe for the message: the layer keeps one it took in a backup, which its next
+            # read of the channel (by any process) puts back.
+            self._reading.cancel()
+
+    async def _read_wakes(self) -> None:
+        await self._ready
+        while True:
+            await self._idle.wait()
+            reading = self._reading = asyncio.ensure_future(self.wake_layer.receive(WAKE_CHANNEL))
+            await asyncio.wait([reading])
+            self._reading = None
+            if reading.cancelled():
+                continue
+            if reading.exception() is not None:
+                logger.warning("could not read wake-ups; retrying", exc_info=reading.exception())
+                await asyncio.sleep(0.5)
+                continue
+            self.wakes_heard += 1
+            with self._lock:
+                wake = self._sleepers.pop(0) if self._sleepers else None
+                if not self._sleepers:
+                    self._idle.clear()
+            if wake is None:
+                await self._wake_one()  # every worker here got busy meanwhile: pass it on
+            else:
+                wake()
 
     # Subscribing ------------------------------------------------------------------------
     def subscribe(self, group: str) -> concurrent.futures.Future:
@@ -264,10 +339,9 @@ class StreamHub:
             logger.warning("could not leave group %s", group, exc_info=True)
 
     def stats(self) -> dict:
-        """Groups joined for streams, and their subscribers (the workers' wake-up group aside)."""
+        """Groups joined for streams, and their subscribers."""
         with self._lock:
-            streams = {g: n for g, n in self._subscribers.items() if g != WORKERS_GROUP}
-        return {"groups": len(streams), "subscribers": sum(streams.values())}
+            return {"groups": len(self._subscribers), "subscribers": sum(self._subscribers.values())}
 
 
 hub = StreamHub()

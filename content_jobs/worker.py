@@ -7,7 +7,8 @@ PostgreSQL, the write lock on SQLite). The library's loop installs signal handle
 a main thread may do, so this thread never calls that part; between batches it sleeps on an
 event that a submission in this process sets, so a new job starts at once, and looks again
 every NEXUS_WORKER_POLL_SECONDS for tasks it was not told about (run_after, a lost wake-up).
-At scale, a submission in any process wakes every worker through the channel layer.
+At scale, a submission in any process wakes one sleeping worker through the channel layer
+(content_jobs.stream_hub): a worker takes wake-ups while it sleeps, and not while it runs a job.
 
 Beside it runs the reaper: every NEXUS_HEARTBEAT_SECONDS it gives back or fails the jobs whose
 worker stopped renewing their lease (content_jobs.services.jobs_reap), then closes the task rows
@@ -63,6 +64,8 @@ class RunLoop(Worker):
     send django-tasks' task_started and task_finished signals, which only log here; the job's
     own events and log say more."""
 
+    on_busy: Callable[[], None] | None = None  # called when a claimed task is about to run
+
     def run(self) -> None:
         ended: DBTaskResult | None = None  # the last run's row, closed in the next claim's transaction
         end: Callable[[], ContentJob] | None = None  # the last run's end, written there too
@@ -91,6 +94,8 @@ class RunLoop(Worker):
             ended = end = None
             if row is None:
                 return
+            if self.on_busy is not None:
+                self.on_busy()
             if job_id is None:
                 self.run_task(row)
                 continue
@@ -137,12 +142,15 @@ class EmbeddedWorker:
         self._thread: threading.Thread | None = None
         self._reaper: threading.Thread | None = None
         self._batch: Worker | None = None
+        self._hub = None  # at scale: the process's stream hub, which brings the wake-ups
+        self._sleeping = False  # between batches, and no wake-up has come since
+        self._sleep_lock = threading.Lock()
 
     def start(self, *, reaper: bool = True) -> "EmbeddedWorker":
         if settings.REDIS_URL:
             from .stream_hub import hub
 
-            hub.on_wake(self.wake)
+            self._hub = hub
         self._thread = threading.Thread(target=self._loop, name="nexus-worker", daemon=True)
         self._thread.start()
         if reaper:
@@ -159,12 +167,22 @@ class EmbeddedWorker:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def wake(self) -> bool:
+        """Wake it; whether it was sleeping (and so will look for the task at once, where a
+        busy worker would only after its job)."""
+        with self._sleep_lock:
+            sleeping, self._sleeping = self._sleeping, False
+            self._wake.set()
+        return sleeping
+
+    def _busy(self) -> None:
+        self._hub.worker_busy(self.wake)
 
     def stop(self, timeout: float | None = 30.0) -> None:
         """Take no new task; let a running one finish (up to `timeout` seconds)."""
         self._stopping.set()
+        if self._hub is not None:
+            self._hub.worker_busy(self.wake)  # a stopping worker takes no wake-up meant for another
         batch = self._batch
         if batch is not None:
             batch.running = False
@@ -206,6 +224,8 @@ class EmbeddedWorker:
                     worker_id=self.worker_id,
                     excluded_queue_names=[],
                 )
+                if self._hub is not None:
+                    self._batch.on_busy = self._busy
                 try:
                     self._batch.run()
                 except Exception:
@@ -214,7 +234,13 @@ class EmbeddedWorker:
                 finally:
                     self._batch = None
                     close_old_connections()
+                with self._sleep_lock:
+                    self._sleeping = not self._wake.is_set()
+                if self._hub is not None and not self._stopping.is_set():
+                    self._hub.worker_idle(self.wake)
                 self._wake.wait(self.poll_seconds)
+                with self._sleep_lock:
+                    self._sleeping = False
         finally:
             connections.close_all()
 
@@ -235,6 +261,6 @@ def stop_embedded(timeout: float | None = 30.0) -> None:
         _current = None
 
 
-def wake() -> None:
-    if _current is not None:
-        _current.wake()
+def wake() -> bool:
+    """Wake this process's worker; whether it was sleeping (False: there is none, or it is busy)."""
+    return _current is not None and _current.wake()

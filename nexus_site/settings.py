@@ -172,6 +172,8 @@ NEXUS_WORKER_GRACE_SECONDS = env_float("NEXUS_WORKER_GRACE_SECONDS", 30.0)
 # Channels ---------------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    # Parallel test workers each get their own prefix, so no one hears another's events.
+    CHANNEL_PREFIX = os.environ.get("NEXUS_CHANNEL_PREFIX", "nexus") + os.environ.get("PYTEST_XDIST_WORKER", "")
     CHANNEL_LAYERS = {
         "default": {
             # Pub/sub, not the list-based RedisChannelLayer: group messages are fire-and-forget
@@ -180,10 +182,17 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                # Parallel test workers each get their own prefix, so no one hears another's events.
-                "prefix": os.environ.get("NEXUS_CHANNEL_PREFIX", "nexus") + os.environ.get("PYTEST_XDIST_WORKER", ""),
+                "prefix": CHANNEL_PREFIX,
             },
-        }
+        },
+        # Workers' wake-ups (content_jobs.stream_hub): a channel of the list-based layer hands
+        # each message to one of its readers, so a submission wakes one idle worker, not all.
+        # Room for a wake-up per worker that may be idle; older ones than 10 s are dropped (a
+        # worker looks for tasks every NEXUS_WORKER_POLL_SECONDS anyway).
+        "wake": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX + ":", "capacity": 16, "expiry": 10},
+        },
     }
 else:
     CHANNEL_LAYERS = {

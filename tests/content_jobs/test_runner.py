@@ -399,8 +399,8 @@ def test_a_submission_wakes_the_sleeping_worker_at_once(api, jobs_url):
         wait_for(lambda: slow._batch is None)
 
         # Control: a submission that wakes nobody stays queued, so polling is not what runs jobs here.
-        # (At scale every submission also wakes every worker through Redis, which is the point;
-        # there the control does not apply and only the wake-up is checked.)
+        # (At scale a submission also wakes a sleeping worker of any process through Redis,
+        # which is the point; there the control does not apply and only the wake-up is checked.)
         unheard = submit(api, jobs_url, "demo.steps", {"steps": 1, "delayMs": 0})
         if not settings.REDIS_URL:
             time.sleep(1.0)

@@ -1,44 +1,154 @@
-"""The hub's publishing order through a channel layer (content_jobs.stream_hub): events of a
-group go out in the order published, and a workers' wake-up goes before the events waiting."""
+"""The hub's channel-layer traffic (content_jobs.stream_hub): events of a group go out in the
+order published, a workers' wake-up goes out beside them, and each wake-up (through Redis, as
+at scale) wakes one sleeping worker of whichever process, never a busy one."""
+import asyncio
+import os
 import threading
 import time
+import uuid
 
-from content_jobs.stream_hub import WAKE_TYPE, WORKERS_GROUP, StreamHub
+import pytest
+import redis
+from channels_redis.core import RedisChannelLayer
+
+from content_jobs.stream_hub import WAKE_CHANNEL, WAKE_TYPE, StreamHub
 
 
-def test_a_wake_up_goes_out_before_the_events_waiting_and_events_keep_their_order():
+def test_events_go_out_in_order_and_a_wake_up_goes_out_beside_them_not_behind():
     hub = StreamHub()
     hub._local = False  # as with Redis: through the layer and the hub's thread
     loop = hub.start()
     sent: list[tuple[str, dict]] = []
-    done = threading.Event()
+    woken: list[tuple[str, dict]] = []
+    done, first_sent, go_on = threading.Event(), threading.Event(), asyncio.Event()
 
     async def group_send(group, message):
         sent.append((group, message))
-        if len(sent) == 4:
+        first_sent.set()
+        await go_on.wait()  # Redis is slow: the events wait behind the first
+        if len(sent) == 3:
             done.set()
 
+    class WakeLayer:
+        async def send(self, channel, message):
+            woken.append((channel, message))
+
     hub.layer.group_send = group_send
-    held, release = threading.Event(), threading.Event()
-
-    def hold():  # the hub's loop is busy while a submission commits
-        held.set()
-        release.wait(5)
-
-    loop.call_soon_threadsafe(hold)
-    assert held.wait(5)
+    hub.wake_layer = WakeLayer()
     hub.publish("job.a", {"type": "nexus.event", "id": 1})
     hub.publish_many("company.c", [{"type": "nexus.event", "id": 7}, {"type": "nexus.event", "id": 8}])
+    assert first_sent.wait(5)
     hub.wake_workers()
-    release.set()
+    deadline = time.monotonic() + 5
+    while not woken and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert woken == [(WAKE_CHANNEL, {"type": WAKE_TYPE})]
+    assert len(sent) == 1  # the events still wait for the first one's send
+    loop.call_soon_threadsafe(go_on.set)
     assert done.wait(5)
     assert sent == [
-        (WORKERS_GROUP, {"type": WAKE_TYPE}),
         ("job.a", {"type": "nexus.event", "id": 1}),
         ("company.c", {"type": "nexus.event", "id": 7}),
         ("company.c", {"type": "nexus.event", "id": 8}),
     ]
     loop.call_soon_threadsafe(loop.stop)
+
+
+# Wake-ups through Redis: each one wakes one sleeping worker, of whichever process ---------------
+def _redis_url() -> str:
+    url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        pytest.skip(f"no Redis at {url}")
+    return url
+
+
+class Process:
+    """A process's hub with the wake-up layer of settings.CHANNEL_LAYERS["wake"], and its
+    worker's wake(): it records the wake-ups it got."""
+
+    def __init__(self, url: str, prefix: str):
+        self.hub = StreamHub()
+        self.hub._local = False
+        self.loop = self.hub.start()
+        self.hub.wake_layer = RedisChannelLayer(hosts=[url], prefix=prefix, capacity=64, expiry=10)
+        self.woken = 0
+
+    def wake(self) -> None:
+        self.woken += 1
+
+    def sleep(self) -> None:
+        self.hub.worker_idle(self.wake)
+
+    def work(self) -> None:
+        self.hub.worker_busy(self.wake)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture
+def processes():
+    url, prefix = _redis_url(), f"test-wake-{uuid.uuid4().hex[:12]}:"
+    made = [Process(url, prefix) for _ in range(3)]
+    yield made
+    for p in made:
+        p.close()
+    client = redis.Redis.from_url(url)
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+
+
+def settle(predicate, timeout=5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+    time.sleep(0.3)  # and nothing more comes
+
+
+def test_each_wake_up_wakes_one_sleeping_worker_and_a_busy_one_none(processes):
+    a, b, c = processes
+    for p in processes:
+        p.sleep()
+    time.sleep(0.3)  # their reads are under way
+    a.hub.wake_workers()
+    settle(lambda: a.woken + b.woken + c.woken >= 1)
+    assert a.woken + b.woken + c.woken == 1  # one claim, where every worker used to try one
+    first = next(p for p in processes if p.woken)
+
+    # The woken worker runs the job; the other two take the next two wake-ups, one each.
+    first.work()
+    a.hub.wake_workers()
+    a.hub.wake_workers()
+    settle(lambda: sum(p.woken for p in processes) >= 3)
+    assert sorted(p.woken for p in processes) == [1, 1, 1]
+
+    # Everyone busy: a wake-up waits on the channel for the first worker that sleeps again.
+    for p in processes:
+        p.work()
+    c.hub.wake_workers()
+    time.sleep(0.3)
+    assert [p.woken for p in processes] == [1, 1, 1]
+    b.sleep()
+    settle(lambda: b.woken == 2)
+    assert [p.woken for p in processes] == [1, 2, 1]
+
+
+def test_a_worker_that_starts_a_job_while_it_reads_leaves_the_next_wake_up_to_a_sleeping_one(processes):
+    a, b, _ = processes
+    a.sleep()
+    time.sleep(0.3)  # a's read is under way
+    a.work()  # a job found by its own poll: the read is cancelled
+    time.sleep(0.1)
+    b.sleep()
+    time.sleep(0.3)
+    for n in (1, 2, 3):
+        a.hub.wake_workers()
+        settle(lambda: b.woken >= n)
+        b.sleep()  # its claim found the job taken or done: asleep again
+    assert (a.woken, b.woken) == (0, 3)
 
 
 def test_subscribers_of_a_joined_group_leave_without_a_trip_to_the_hubs_thread_and_the_last_one_leaves_the_group():
