@@ -28,11 +28,10 @@ RedisChannelLayer (settings.CHANNEL_LAYERS["wake"]), whose channels hand each me
 their readers. A process reads that channel only while one of its workers sleeps:
 `worker_idle(wake)` starts the read, `worker_busy(wake)` (a job started) stops it, so a busy
 worker never takes a wake-up an idle one should have had; a wake-up taken calls the `wake` of
-one sleeping worker.
-A wake-up that no worker reads (all busy) waits on the channel, up to its capacity, and costs
-one claim that finds nothing when a worker is free again. Where every worker heard every
-submission, each wake-up made every idle worker try a claim and all but one find nothing: with
-four workers on PostgreSQL that was two thirds of the workers' CPU a job.
+one sleeping worker. A wake-up that no worker reads (all busy) waits on the channel, up to its
+capacity, and costs one claim that finds nothing when a worker is free again. When every worker
+heard every submission, each wake-up made every idle worker try a claim and all but one find
+nothing, and every busy one run another batch after its job.
 """
 import asyncio
 import concurrent.futures
@@ -76,7 +75,6 @@ class StreamHub:
         self._idle: asyncio.Event | None = None  # set while there are sleepers: read wake-ups
         self._reading: asyncio.Future | None = None  # the wake-up read under way
         self._wake_reader: asyncio.Task | None = None
-        self.wakes_heard = 0
         self._sending: set[asyncio.Task] = set()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -265,7 +263,6 @@ class StreamHub:
                 logger.warning("could not read wake-ups; retrying", exc_info=reading.exception())
                 await asyncio.sleep(0.5)
                 continue
-            self.wakes_heard += 1
             with self._lock:
                 wake = self._sleepers.pop(0) if self._sleepers else None
                 if not self._sleepers:
