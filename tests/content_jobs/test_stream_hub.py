@@ -128,6 +128,7 @@ def test_each_wake_up_wakes_one_sleeping_worker_and_a_busy_one_none(processes):
     # Everyone busy: a wake-up waits on the channel for the first worker that sleeps again.
     for p in processes:
         p.work()
+    time.sleep(0.1)  # their reads are cancelled
     c.hub.wake_workers()
     time.sleep(0.3)
     assert [p.woken for p in processes] == [1, 1, 1]
