@@ -75,7 +75,8 @@ class StreamHub:
         self._idle: asyncio.Event | None = None  # set while there are sleepers: read wake-ups
         self._reading: asyncio.Future | None = None  # the wake-up read under way
         self._wake_reader: asyncio.Task | None = None
-        self._sending: set[asyncio.Task] = set()
+        self._wakes_due = 0  # wake-ups to send
+        self._waker: asyncio.Task | None = None  # the one task sending them
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._ready: asyncio.Future | None = None
@@ -206,12 +207,20 @@ class StreamHub:
         self.start().call_soon_threadsafe(self._send_wake)
 
     def _send_wake(self) -> None:
-        task = asyncio.ensure_future(self._wake_one())
-        self._sending.add(task)  # held until done: the loop keeps only weak references to tasks
-        task.add_done_callback(self._sending.discard)
+        # One sender, one wake-up at a time: a burst of submissions sent as many at once took
+        # as many Redis connections, past the client's pool, and those wake-ups failed. More
+        # than the channel holds is pointless: they would be refused.
+        self._wakes_due = min(self._wakes_due + 1, self.wake_layer.capacity)
+        if self._waker is None or self._waker.done():
+            self._waker = asyncio.ensure_future(self._send_wakes())
+
+    async def _send_wakes(self) -> None:
+        await self._ready
+        while self._wakes_due:
+            self._wakes_due -= 1
+            await self._wake_one()
 
     async def _wake_one(self) -> None:
-        await self._ready
         try:
             await self.wake_layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE})
         except ChannelFull:
@@ -268,7 +277,7 @@ class StreamHub:
                 if not self._sleepers:
                     self._idle.clear()
             if wake is None:
-                await self._wake_one()  # every worker here got busy meanwhile: pass it on
+                self._send_wake()  # every worker here got busy meanwhile: pass it on
             else:
                 wake()
 

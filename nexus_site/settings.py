@@ -185,12 +185,12 @@ if REDIS_URL:
                 "prefix": CHANNEL_PREFIX,
             },
         },
-        # Workers' wake-ups (content_jobs.stream_hub): a channel of the list-based layer hands
-        # each message to one of its readers, so a submission wakes one idle worker, not all.
-        # Room for a wake-up per worker that may be idle; older ones than 10 s are dropped (a
-        # worker looks for tasks every NEXUS_WORKER_POLL_SECONDS anyway).
+        # Workers' wake-ups (content_jobs.stream_hub, content_jobs.wake_layer): a channel of
+        # channels_redis's list-based layer hands each message to one of its readers, so a
+        # submission wakes one sleeping worker, not all. Up to 16 wait while every worker is
+        # busy, for 10 s at most (a worker also looks every NEXUS_WORKER_POLL_SECONDS).
         "wake": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "content_jobs.wake_layer.WakeLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX + ":", "capacity": 16, "expiry": 10},
         },
     }

@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 import redis
-from channels_redis.core import RedisChannelLayer
 
 from content_jobs.stream_hub import WAKE_CHANNEL, WAKE_TYPE, StreamHub
+from content_jobs.wake_layer import WakeLayer
 
 
 def test_events_go_out_in_order_and_a_wake_up_goes_out_beside_them_not_behind():
@@ -30,6 +30,8 @@ def test_events_go_out_in_order_and_a_wake_up_goes_out_beside_them_not_behind():
             done.set()
 
     class WakeLayer:
+        capacity = 16
+
         async def send(self, channel, message):
             woken.append((channel, message))
 
@@ -72,7 +74,7 @@ class Process:
         self.hub = StreamHub()
         self.hub._local = False
         self.loop = self.hub.start()
-        self.hub.wake_layer = RedisChannelLayer(hosts=[url], prefix=prefix, capacity=64, expiry=10)
+        self.hub.wake_layer = WakeLayer(hosts=[url], prefix=prefix, capacity=16, expiry=10)
         self.woken = 0
 
     def wake(self) -> None:
@@ -189,3 +191,26 @@ def test_subscribers_of_a_joined_group_leave_without_a_trip_to_the_hubs_thread_a
         time.sleep(0.01)
     assert (joins, leaves) == (["job.a"], ["job.a"])
     loop.call_soon_threadsafe(loop.stop)
+
+
+def test_a_worker_asleep_longer_than_the_redis_clients_timeout_still_takes_its_wake_up_at_once(processes, caplog):
+    a, _, _ = processes
+    a.sleep()
+    time.sleep(6.5)  # past redis-py's socket timeout (5 s), with no reply from Redis meanwhile
+    sent = time.monotonic()
+    a.hub.wake_workers()
+    settle(lambda: a.woken == 1, timeout=2)
+    assert time.monotonic() - sent < 0.6  # its read was under way, not starting over after a failure
+    assert "could not read wake-ups" not in caplog.text
+
+
+def test_a_burst_of_submissions_wakes_every_sleeping_worker_and_no_wake_up_fails(processes, caplog):
+    a, b, c = processes
+    for p in processes:
+        p.sleep()
+    time.sleep(0.3)
+    for _ in range(200):  # 200 submissions at once in one web process
+        a.hub.wake_workers()
+    settle(lambda: all(p.woken for p in processes))
+    assert [p.woken for p in processes] == [1, 1, 1]
+    assert "could not wake a worker" not in caplog.text
