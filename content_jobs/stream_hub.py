@@ -62,6 +62,11 @@ JOINED: concurrent.futures.Future = concurrent.futures.Future()
 JOINED.set_result(None)
 
 
+def _succeeded(future: asyncio.Future | concurrent.futures.Future) -> bool:
+    """A join that is over and went through (not cancelled, no error)."""
+    return future.done() and not future.cancelled() and future.exception() is None
+
+
 class StreamHub:
     def __init__(self):
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -288,7 +293,7 @@ class StreamHub:
         loop = self.start()
         with self._lock:
             joined = self._joined.get(group)
-            if joined is not None and joined.done() and not joined.cancelled() and joined.exception() is None:
+            if joined is not None and _succeeded(joined):
                 # Joined already (another subscriber of the process): no trip to the hub's thread.
                 self._subscribers[group] += 1
                 return JOINED
@@ -301,7 +306,7 @@ class StreamHub:
         subscriber whose join is done (most: they found the group joined) is counted out here,
         with no trip to the hub's thread (10,000 clients leaving at once made 10,000 trips).
         """
-        if joining.done() and not joining.cancelled() and joining.exception() is None:
+        if _succeeded(joining):
             self._release(group)
             return
         asyncio.run_coroutine_threadsafe(self._release_after(group, joining), self.start())
