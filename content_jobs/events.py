@@ -48,14 +48,10 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     Inside stored_together() the event is stored at the block's end.
     """
     data = encode(job_representation(job))
-    event = JobEvent(
-        job_id=job.pk,
-        company_id=job.company_id,
-        seq=job.event_seq,
-        type=event_type,
-        data=data,
-        created_at=timezone.now(),
-    )
+    # Built from values in the model's field order (id, job, company, seq, company_seq, type,
+    # data, created_at), as Django builds the rows it reads: keyword arguments cost twice as
+    # much, on every event. company_seq is handed out where the event is stored.
+    event = JobEvent(None, job.pk, job.company_id, job.event_seq, None, event_type, data, timezone.now())
     waiting = getattr(_together, "events", None)
     if waiting is not None and _savepoints() == _together.savepoints:
         waiting.append(event)

@@ -10,14 +10,48 @@ The log lines' statements (job_logs.services) and the worker's claim of its task
 lookups every API request makes (its token, its membership) are select_with statements.
 """
 import functools
+import uuid
+from datetime import datetime
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 
 def prepared(model: type[models.Model], values: dict) -> list:
     """The values (field name: value) as the database takes them, prepared by their fields."""
-    meta = model._meta
-    return [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+    db = connections[DEFAULT_DB_ALIAS]
+    preparer = _preparer
+    return [preparer(model, name)(value, db) for name, value in values.items()]
+
+
+@functools.cache
+def _preparer(model: type[models.Model], name: str):
+    """What prepares a value of the field `name` of `model` for the database: its
+    get_db_prep_save, with a shortcut for the values a run writes most (an aware datetime, a
+    UUID, text, a float), which gives what get_db_prep_save gives them without its chain of
+    calls through the field's layers (a fifth of a progress write's time on SQLite, and more
+    on a cold CPU between a handler's calls)."""
+    field = model._meta.get_field(name)
+    slow = field.get_db_prep_save
+    kind = type(field.target_field) if isinstance(field, models.ForeignKey) else type(field)
+    if kind is models.DateTimeField and type(field) is models.DateTimeField:
+        def prepare(value, db):
+            if value.__class__ is datetime and value.tzinfo is not None:
+                return db.ops.adapt_datetimefield_value(value)
+            return slow(value, db)
+    elif kind is models.UUIDField and type(field) in (models.UUIDField, models.ForeignKey):
+        def prepare(value, db):
+            if value.__class__ is uuid.UUID:
+                return value if db.features.has_native_uuid_field else value.hex
+            return slow(value, db)
+    elif type(field) in (models.CharField, models.TextField):
+        def prepare(value, db):  # a str subclass (a choices enum's member) too, as the field leaves it
+            return value if isinstance(value, str) else slow(value, db)
+    elif type(field) is models.FloatField:
+        def prepare(value, db):
+            return value if value.__class__ is float else slow(value, db)
+    else:
+        prepare = slow
+    return prepare
 
 
 def column(model: type[models.Model], name: str) -> str:

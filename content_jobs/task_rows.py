@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from .statements import column, columns, instance_from_row, row_fields, table, update_returning
+from .statements import column, columns, instance_from_row, prepared, row_fields, table, update_returning
 
 
 @functools.cache
@@ -43,11 +43,10 @@ def claim_next(*, worker_id: str, backend_name: str) -> DBTaskResult | None:
     """Claim the next ready task row of `backend_name` for `worker_id` (RUNNING, started now,
     the worker named last in its worker_ids), as the library's worker claims it; None when no
     row is ready. Call it inside a transaction."""
-    now = timezone.now()
-    when = DBTaskResult._meta.get_field("run_after").get_db_prep_save  # as every date field of the row
+    now, latest = prepared(DBTaskResult, {"started_at": timezone.now(), "run_after": get_date_max()})
     params = [
-        TaskResultStatus.RUNNING, when(now, connection), worker_id,
-        TaskResultStatus.READY, backend_name, when(get_date_max(), connection), when(now, connection),
+        TaskResultStatus.RUNNING, now, worker_id,
+        TaskResultStatus.READY, backend_name, latest, now,
         TaskResultStatus.READY,  # checked again once the row is locked (a claim that waited for it)
     ]
     with connection.cursor() as cursor:
