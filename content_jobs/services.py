@@ -151,16 +151,30 @@ def job_start(*, job_id, worker_id: str = "") -> ContentJob | None:
     One statement moves it only if it is queued (so two workers never both start it) and
     gives back the whole job, which the run and the event need. Inside the worker's claim
     (content_jobs.worker.RunLoop) it takes no savepoint: a start that fails undoes the claim."""
-    now = timezone.now()
     job = statements.update_returning_instance(
         ContentJob,
-        values={"status": S.RUNNING, "started_at": now, "updated_at": now, "progress": 0.0, "stage": "",
-                "worker_id": worker_id[:100], "lease_expires_at": _lease_until()},
+        values=job_start_values(worker_id=worker_id),
         where={"id": getattr(job_id, "pk", job_id), "status": S.QUEUED},
-        add_one=("attempt", "event_seq"),
+        add_one=JOB_START_ADDS,
     )
-    if job is not None:
-        events.record_job_event(job, events.RUNNING)
+    return None if job is None else job_started(job=job)
+
+
+# What a job's start writes, for a statement that starts it elsewhere (the worker's loop on
+# PostgreSQL claims a run and starts its job in one: content_jobs.task_rows.claim_and_start),
+# which then calls job_started with the job it started.
+JOB_START_ADDS = ("attempt", "event_seq")  # a new attempt, and the event below
+
+
+def job_start_values(*, worker_id: str) -> dict[str, Any]:
+    now = timezone.now()
+    return {"status": S.RUNNING, "started_at": now, "updated_at": now, "progress": 0.0, "stage": "",
+            "worker_id": worker_id[:100], "lease_expires_at": _lease_until()}
+
+
+def job_started(*, job: ContentJob) -> ContentJob:
+    """Store the event of a job that a start's UPDATE moved from queued to running."""
+    events.record_job_event(job, events.RUNNING)
     return job
 
 

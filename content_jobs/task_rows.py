@@ -9,6 +9,9 @@ then enqueued_at), with one statement each, built once per database (content_job
   claiming this moment: FOR UPDATE SKIP LOCKED, as the library's get_locked does);
 - a close marks the claimed row successful, unless the reaper closed it meanwhile.
 A run that raised is closed by the library's own set_failed, which writes its traceback.
+On PostgreSQL, where a worker's time is its round trips, the worker's loop sends three of its
+statements as one (claim_and_start): the close of the run that ended, the claim of the next
+row and the start of that row's job.
 """
 import functools
 
@@ -65,3 +68,57 @@ def close_successful(*, task_row: DBTaskResult) -> bool:
         where={"id": task_row.pk, "status": TaskResultStatus.RUNNING},
         returning=("id",),
     ) is not None
+
+
+# A job's run names its job by id, in the text the run's enqueue writes (str of a UUID).
+_UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+
+
+def claim_and_start(*, worker_id: str, backend_name: str, close: DBTaskResult | None, task_path: str,
+                    job_model, start: dict, add_one: tuple[str, ...], queued: str):
+    """On PostgreSQL, one statement for three of a worker's loop: close `close` (the run that
+    ended) as close_successful does, claim the next ready row as claim_next does, and start
+    that row's job if it is a run of `task_path` naming a `job_model` row whose status is
+    `queued`: set `start` (field: value) and add one to each field in `add_one`, as
+    services.job_start's UPDATE does. Returns (the claimed row or None, the started job or
+    None). A claimed run whose job it did not start (not queued any more, or named in another
+    text) is left to the caller. Call it inside a transaction."""
+    now, latest = prepared(DBTaskResult, {"started_at": timezone.now(), "run_after": get_date_max()})
+    claim = [
+        TaskResultStatus.RUNNING, now, worker_id,
+        TaskResultStatus.READY, backend_name, latest, now,
+        TaskResultStatus.READY,
+    ]
+    closing = [TaskResultStatus.SUCCESSFUL, now, "", "", *prepared(DBTaskResult, {"id": getattr(close, "pk", None)}),
+               TaskResultStatus.RUNNING]
+    params = [*closing, *claim, *prepared(job_model, start), task_path, _UUID_TEXT, queued]
+    sql = _claim_and_start_sql(connection.vendor, job_model, tuple(start), add_one)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    split = len(row_fields(DBTaskResult))
+    claimed = None if row[0] is None else instance_from_row(DBTaskResult, row[:split])
+    job = None if row[split] is None else instance_from_row(job_model, row[split:])
+    return claimed, job
+
+
+@functools.cache
+def _claim_and_start_sql(vendor: str, job_model, start_names: tuple, add_one: tuple) -> str:
+    c = functools.partial(column, DBTaskResult)
+    j = functools.partial(column, job_model)
+    task_names, job_names = row_fields(DBTaskResult), row_fields(job_model)
+    sets = [f"{j(name)} = %s" for name in start_names] + [f"{j(name)} = {j(name)} + 1" for name in add_one]
+    job_id = f"claimed.{c('args_kwargs')} -> 'args' ->> 0"
+    return (
+        f"WITH closed AS (UPDATE {table(DBTaskResult)} SET {c('status')} = %s, {c('finished_at')} = %s, "
+        f"{c('return_value')} = NULL, {c('exception_class_path')} = %s, {c('traceback')} = %s "
+        f"WHERE {c('pk')} = %s AND {c('status')} = %s RETURNING {c('pk')}), "
+        f"claimed AS ({_claim_sql(vendor)}), "
+        f"started AS (UPDATE {table(job_model)} SET {', '.join(sets)} WHERE {j('pk')} = ("
+        f"SELECT CASE WHEN claimed.{c('task_path')} = %s AND jsonb_typeof(claimed.{c('args_kwargs')} -> 'args') = 'array' "
+        f"AND jsonb_array_length(claimed.{c('args_kwargs')} -> 'args') = 1 AND ({job_id}) ~ %s "
+        f"THEN ({job_id})::uuid END FROM claimed) AND {j('status')} = %s "
+        f"RETURNING {columns(job_model, job_names)}) "
+        f"SELECT {', '.join(f'claimed.{c(n)}' for n in task_names)}, {', '.join(f'started.{j(n)}' for n in job_names)} "
+        f"FROM (SELECT count(*) FROM closed) AS done LEFT JOIN claimed ON true LEFT JOIN started ON true"
+    )

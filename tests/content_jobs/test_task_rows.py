@@ -143,14 +143,14 @@ def test_a_loop_that_dies_while_starting_a_job_leaves_its_run_ready_for_the_next
     (here: an error in the start) has claimed nothing, and the next worker runs the job."""
     job, _ = services.job_submit(company=company, job_type="demo.steps", params={"steps": 1, "delayMs": 0})
 
-    start = services.job_start
+    started = services.job_started
 
-    def broken_start(**kwargs):
-        start(**kwargs)
+    def broken_start(**kwargs):  # after the start's UPDATE (on PostgreSQL, the claim's statement)
+        started(**kwargs)
         raise RuntimeError("the worker died here")
 
     with monkeypatch.context() as patch:
-        patch.setattr(services, "job_start", broken_start)
+        patch.setattr(services, "job_started", broken_start)
         with pytest.raises(RuntimeError):
             run_loop("loop-dead")
     job.refresh_from_db()
@@ -233,16 +233,16 @@ def test_a_run_whose_next_start_fails_is_ended_all_the_same(company, monkeypatch
     the end is written alone and the run's row closed, and the failure goes on as before."""
     first, _ = services.job_submit(company=company, job_type="test.quiet", params={})
     second, _ = services.job_submit(company=company, job_type="test.quiet", params={})
-    start = services.job_start
+    job_started = services.job_started
 
-    def broken_start(**kwargs):
-        started = start(**kwargs)
-        if started is not None and started.pk == second.pk:
+    def broken_start(*, job):  # after the start's UPDATE (on PostgreSQL, the claim's statement)
+        started = job_started(job=job)
+        if started.pk == second.pk:
             raise RuntimeError("the worker died here")
         return started
 
     with monkeypatch.context() as patch:
-        patch.setattr(services, "job_start", broken_start)
+        patch.setattr(services, "job_started", broken_start)
         with pytest.raises(RuntimeError):
             run_loop("loop-dead")
     first.refresh_from_db()
@@ -310,6 +310,73 @@ def test_a_run_row_that_names_no_job_fails_through_the_library_and_the_queue_goe
     assert "not-a-job-id" in bad.traceback
     job.refresh_from_db()
     assert job.status == S.DONE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_naming_its_job_in_another_text_still_runs_it(company):
+    """A run's job id as uuid.UUID reads it but not as the run's enqueue writes it: the loop
+    starts that job all the same (on PostgreSQL not in the claim's statement, but after it)."""
+    from content_jobs.tasks import run_content_job
+
+    job = ContentJob.objects.create(company=company, job_type="test.quiet", params={}, created_at=timezone.now(),
+                                    updated_at=timezone.now())
+    run_content_job.enqueue(str(job.pk).upper())
+
+    run_loop("loop-text")
+
+    job.refresh_from_db()
+    (row,) = DBTaskResult.objects.all()
+    assert (job.status, job.attempt, job.worker_id, job.result) == (S.DONE, 1, "loop-text", {"ran": True})
+    assert (row.status, row.worker_ids) == ("SUCCESSFUL", ["loop-text"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_run_of_a_job_cancelled_while_queued_is_closed_and_starts_nothing(company):
+    cancelled, _ = services.job_submit(company=company, job_type="test.quiet", params={})
+    services.job_cancel(job=cancelled)
+    after, _ = services.job_submit(company=company, job_type="test.quiet", params={})
+
+    run_loop("loop-cancelled")
+
+    cancelled.refresh_from_db()
+    after.refresh_from_db()
+    rows = {row.args_kwargs["args"][0]: row for row in DBTaskResult.objects.all()}
+    assert (cancelled.status, cancelled.attempt, cancelled.started_at) == (S.CANCELLED, 0, None)
+    assert list(JobEvent.objects.filter(job=cancelled).order_by("seq").values_list("type", flat=True)) == [
+        "content_job.status", "content_job.cancelled"]
+    assert (rows[str(cancelled.pk)].status, rows[str(after.pk)].status) == ("SUCCESSFUL", "SUCCESSFUL")
+    assert (after.status, after.attempt) == (S.DONE, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_a_busy_loop_sends_three_statements_a_job(company):
+    """A busy worker's transaction on PostgreSQL: the run's end, then one statement that closes
+    its row, claims the next and starts that job, then both jobs' events (round trips were
+    most of a job's time there)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement claim is PostgreSQL's")
+    jobs = [services.job_submit(company=company, job_type="test.quiet", params={})[0] for _ in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        run_loop("loop-statements")
+
+    transactions, current = [], None
+    for sql in (q["sql"] for q in queries.captured_queries):
+        if sql == "BEGIN":
+            current = []
+        elif sql == "COMMIT":
+            transactions.append(current)
+        else:
+            current.append(sql.split(" ", 3)[:3])
+    job_table, task_table = f'"{ContentJob._meta.db_table}"', f'"{DBTaskResult._meta.db_table}"'
+    claim = ["WITH", "closed", "AS"]
+    events = ["WITH", "counted", "AS"]
+    end = ["UPDATE", job_table, "SET"]
+    assert transactions == [[claim, events], [end, claim, events], [end, claim, events], [end, claim, events]]
+    assert task_table in queries.captured_queries[1]["sql"]
+    for job in jobs:
+        job.refresh_from_db()
+        assert (job.status, job.worker_id) == (S.DONE, "loop-statements")
+    assert set(DBTaskResult.objects.values_list("status", flat=True)) == {"SUCCESSFUL"}
 
 
 @pytest.mark.django_db(transaction=True)
