@@ -214,3 +214,47 @@ def test_a_burst_of_submissions_wakes_every_sleeping_worker_and_no_wake_up_fails
     settle(lambda: all(p.woken for p in processes))
     assert [p.woken for p in processes] == [1, 1, 1]
     assert "could not wake a worker" not in caplog.text
+
+
+# The wake-up layer's send: the library's send to a general channel, in one round trip ----------
+@pytest.fixture
+def wake_layer():
+    url, prefix = _redis_url(), f"test-send-{uuid.uuid4().hex[:12]}:"
+    layer = WakeLayer(hosts=[url], prefix=prefix, capacity=3, expiry=10)
+    client = redis.Redis.from_url(url)
+    yield layer, client, prefix + WAKE_CHANNEL
+    asyncio.run(layer.flush())
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+
+
+def test_a_wake_up_send_is_read_by_the_librarys_receive_in_order_and_full_at_capacity(wake_layer):
+    from channels.exceptions import ChannelFull
+
+    layer, client, key = wake_layer
+
+    async def scenario():
+        for n in range(3):
+            await layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE, "n": n})
+        with pytest.raises(ChannelFull):
+            await layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE, "n": 3})
+        assert client.zcard(key) == 3  # the refused one was not added
+        assert 0 < client.ttl(key) <= 10
+        got = [await layer.receive(WAKE_CHANNEL) for _ in range(3)]
+        await layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE, "n": 4})  # room again
+        got.append(await layer.receive(WAKE_CHANNEL))
+        return got
+
+    assert asyncio.run(scenario()) == [{"type": WAKE_TYPE, "n": n} for n in (0, 1, 2, 4)]
+
+
+def test_a_wake_up_send_drops_messages_past_the_expiry_first(wake_layer):
+    layer, client, key = wake_layer
+    client.zadd(key, {b"stale-1": time.time() - 60, b"stale-2": time.time() - 30})  # older than 10 s
+
+    async def scenario():
+        await layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE, "n": 0})  # would be full with them
+        await layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE, "n": 1})
+        return client.zcard(key), await layer.receive(WAKE_CHANNEL)
+
+    assert asyncio.run(scenario()) == (2, {"type": WAKE_TYPE, "n": 0})
