@@ -46,16 +46,21 @@ def claim_next(*, worker_id: str, backend_name: str) -> DBTaskResult | None:
     """Claim the next ready task row of `backend_name` for `worker_id` (RUNNING, started now,
     the worker named last in its worker_ids), as the library's worker claims it; None when no
     row is ready. Call it inside a transaction."""
-    now, latest = prepared(DBTaskResult, {"started_at": timezone.now(), "run_after": get_date_max()})
-    params = [
-        TaskResultStatus.RUNNING, now, worker_id,
-        TaskResultStatus.READY, backend_name, latest, now,
-        TaskResultStatus.READY,  # checked again once the row is locked (a claim that waited for it)
-    ]
+    _, params = _claim_params(worker_id, backend_name)
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(connection.vendor), params)
         row = cursor.fetchone()
     return None if row is None else instance_from_row(DBTaskResult, row)
+
+
+def _claim_params(worker_id: str, backend_name: str) -> tuple:
+    """The time now as the row takes it, and the parameters of _claim_sql."""
+    now, latest = prepared(DBTaskResult, {"started_at": timezone.now(), "run_after": get_date_max()})
+    return now, [
+        TaskResultStatus.RUNNING, now, worker_id,
+        TaskResultStatus.READY, backend_name, latest, now,
+        TaskResultStatus.READY,  # checked again once the row is locked (a claim that waited for it)
+    ]
 
 
 def close_successful(*, task_row: DBTaskResult) -> bool:
@@ -83,12 +88,7 @@ def claim_and_start(*, worker_id: str, backend_name: str, close: DBTaskResult | 
     services.job_start's UPDATE does. Returns (the claimed row or None, the started job or
     None). A claimed run whose job it did not start (not queued any more, or named in another
     text) is left to the caller. Call it inside a transaction."""
-    now, latest = prepared(DBTaskResult, {"started_at": timezone.now(), "run_after": get_date_max()})
-    claim = [
-        TaskResultStatus.RUNNING, now, worker_id,
-        TaskResultStatus.READY, backend_name, latest, now,
-        TaskResultStatus.READY,
-    ]
+    now, claim = _claim_params(worker_id, backend_name)
     closing = [TaskResultStatus.SUCCESSFUL, now, "", "", *prepared(DBTaskResult, {"id": getattr(close, "pk", None)}),
                TaskResultStatus.RUNNING]
     params = [*closing, *claim, *prepared(job_model, start), task_path, _UUID_TEXT, queued]
