@@ -109,8 +109,8 @@ class RunLoop(Worker):
 
     def _claim(self, ended: DBTaskResult | None) -> tuple[DBTaskResult | None, ContentJob | None]:
         """Close the row of the run that ended, claim the next ready row and, on PostgreSQL,
-        start its job: one statement there (three round trips were most of a busy worker's
-        job), three elsewhere, where the caller starts the job."""
+        start its job: one statement there (where they were three of a busy worker's seven
+        round trips a job); elsewhere two statements, and the caller starts the job."""
         if connection.vendor == "postgresql":
             row, job = task_rows.claim_and_start(
                 worker_id=self.worker_id, backend_name=self.backend_name, close=ended,
