@@ -82,10 +82,18 @@ def update_returning(model: type[models.Model], *, values: dict, where: dict, ad
     """UPDATE the rows of `model` matching `where` (names to values, all equal) with `values`,
     adding one to each field named in `add_one`; the first updated row's `returning` fields,
     as the database gives them (None if no row matched)."""
-    sql = _update_sql(model, connection.vendor, tuple(values), tuple(where), add_one, returning)
+    sql, params = update_statement(model, values=values, where=where, add_one=add_one, returning=returning)
     with connection.cursor() as cursor:
-        cursor.execute(sql, prepared(model, values) + prepared(model, where))
+        cursor.execute(sql, params)
         return cursor.fetchone()
+
+
+def update_statement(model: type[models.Model], *, values: dict, where: dict, add_one: tuple[str, ...] = (),
+                     returning: tuple[str, ...]) -> tuple[str, list]:
+    """The statement of update_returning and its parameters, for a statement that holds it
+    (content_jobs.task_rows.claim_and_start)."""
+    sql = _update_sql(model, connection.vendor, tuple(values), tuple(where), add_one, returning)
+    return sql, prepared(model, values) + prepared(model, where)
 
 
 def update_returning_instance(model: type[models.Model], *, values: dict, where: dict,

@@ -20,7 +20,8 @@ from django.utils import timezone
 from django_tasks import TaskResultStatus
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from .statements import column, columns, instance_from_row, prepared, row_fields, table, update_returning
+from .statements import (column, columns, instance_from_row, prepared, row_fields, table, update_returning,
+                         update_statement)
 
 
 @functools.cache
@@ -46,17 +47,17 @@ def claim_next(*, worker_id: str, backend_name: str) -> DBTaskResult | None:
     """Claim the next ready task row of `backend_name` for `worker_id` (RUNNING, started now,
     the worker named last in its worker_ids), as the library's worker claims it; None when no
     row is ready. Call it inside a transaction."""
-    _, params = _claim_params(worker_id, backend_name)
+    params = _claim_params(worker_id, backend_name)
     with connection.cursor() as cursor:
         cursor.execute(_claim_sql(connection.vendor), params)
         row = cursor.fetchone()
     return None if row is None else instance_from_row(DBTaskResult, row)
 
 
-def _claim_params(worker_id: str, backend_name: str) -> tuple:
-    """The time now as the row takes it, and the parameters of _claim_sql."""
+def _claim_params(worker_id: str, backend_name: str) -> list:
+    """The parameters of _claim_sql."""
     now, latest = prepared(DBTaskResult, {"started_at": timezone.now(), "run_after": get_date_max()})
-    return now, [
+    return [
         TaskResultStatus.RUNNING, now, worker_id,
         TaskResultStatus.READY, backend_name, latest, now,
         TaskResultStatus.READY,  # checked again once the row is locked (a claim that waited for it)
@@ -66,13 +67,17 @@ def _claim_params(worker_id: str, backend_name: str) -> tuple:
 def close_successful(*, task_row: DBTaskResult) -> bool:
     """Mark a claimed task row successful, as the library's set_successful does (the run task
     returns nothing); False when it is not running any more (the reaper closed it as lost)."""
-    return update_returning(
-        DBTaskResult,
-        values={"status": TaskResultStatus.SUCCESSFUL, "finished_at": timezone.now(), "return_value": None,
-                "exception_class_path": "", "traceback": ""},
-        where={"id": task_row.pk, "status": TaskResultStatus.RUNNING},
-        returning=("id",),
-    ) is not None
+    return update_returning(DBTaskResult, **_closing(task_row.pk)) is not None
+
+
+def _closing(pk) -> dict:
+    """The UPDATE of close_successful, for the row `pk`."""
+    return {
+        "values": {"status": TaskResultStatus.SUCCESSFUL, "finished_at": timezone.now(), "return_value": None,
+                   "exception_class_path": "", "traceback": ""},
+        "where": {"id": pk, "status": TaskResultStatus.RUNNING},
+        "returning": ("id",),
+    }
 
 
 # A job's run names its job by id, in the text the run's enqueue writes (str of a UUID).
@@ -88,11 +93,10 @@ def claim_and_start(*, worker_id: str, backend_name: str, close: DBTaskResult | 
     services.job_start's UPDATE does. Returns (the claimed row or None, the started job or
     None). A claimed run whose job it did not start (not queued any more, or named in another
     text) is left to the caller. Call it inside a transaction."""
-    now, claim = _claim_params(worker_id, backend_name)
-    closing = [TaskResultStatus.SUCCESSFUL, now, "", "", *prepared(DBTaskResult, {"id": getattr(close, "pk", None)}),
-               TaskResultStatus.RUNNING]
+    close_sql, closing = update_statement(DBTaskResult, **_closing(getattr(close, "pk", None)))
+    claim = _claim_params(worker_id, backend_name)
     params = [*closing, *claim, *prepared(job_model, start), task_path, _UUID_TEXT, queued]
-    sql = _claim_and_start_sql(connection.vendor, job_model, tuple(start), add_one)
+    sql = _claim_and_start_sql(connection.vendor, close_sql, job_model, tuple(start), add_one)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -103,16 +107,14 @@ def claim_and_start(*, worker_id: str, backend_name: str, close: DBTaskResult | 
 
 
 @functools.cache
-def _claim_and_start_sql(vendor: str, job_model, start_names: tuple, add_one: tuple) -> str:
+def _claim_and_start_sql(vendor: str, close_sql: str, job_model, start_names: tuple, add_one: tuple) -> str:
     c = functools.partial(column, DBTaskResult)
     j = functools.partial(column, job_model)
     task_names, job_names = row_fields(DBTaskResult), row_fields(job_model)
     sets = [f"{j(name)} = %s" for name in start_names] + [f"{j(name)} = {j(name)} + 1" for name in add_one]
     job_id = f"claimed.{c('args_kwargs')} -> 'args' ->> 0"
     return (
-        f"WITH closed AS (UPDATE {table(DBTaskResult)} SET {c('status')} = %s, {c('finished_at')} = %s, "
-        f"{c('return_value')} = NULL, {c('exception_class_path')} = %s, {c('traceback')} = %s "
-        f"WHERE {c('pk')} = %s AND {c('status')} = %s RETURNING {c('pk')}), "
+        f"WITH closed AS ({close_sql}), "
         f"claimed AS ({_claim_sql(vendor)}), "
         f"started AS (UPDATE {table(job_model)} SET {', '.join(sets)} WHERE {j('pk')} = ("
         f"SELECT CASE WHEN claimed.{c('task_path')} = %s AND jsonb_typeof(claimed.{c('args_kwargs')} -> 'args') = 'array' "
