@@ -32,21 +32,21 @@ def _preparer(model: type[models.Model], name: str):
     on a cold CPU between a handler's calls)."""
     field = model._meta.get_field(name)
     slow = field.get_db_prep_save
-    kind = type(field.target_field) if isinstance(field, models.ForeignKey) else type(field)
-    if kind is models.DateTimeField and type(field) is models.DateTimeField:
+    kind = type(field)
+    if kind is models.DateTimeField:
         def prepare(value, db):
             if value.__class__ is datetime and value.tzinfo is not None:
                 return db.ops.adapt_datetimefield_value(value)
             return slow(value, db)
-    elif kind is models.UUIDField and type(field) in (models.UUIDField, models.ForeignKey):
+    elif kind is models.UUIDField or (kind is models.ForeignKey and type(field.target_field) is models.UUIDField):
         def prepare(value, db):
             if value.__class__ is uuid.UUID:
                 return value if db.features.has_native_uuid_field else value.hex
             return slow(value, db)
-    elif type(field) in (models.CharField, models.TextField):
+    elif kind in (models.CharField, models.TextField):
         def prepare(value, db):  # a str subclass (a choices enum's member) too, as the field leaves it
             return value if isinstance(value, str) else slow(value, db)
-    elif type(field) is models.FloatField:
+    elif kind is models.FloatField:
         def prepare(value, db):
             return value if value.__class__ is float else slow(value, db)
     else:
