@@ -24,18 +24,27 @@ def _increment_sql(model: type[models.Model], vendor: str, field: str) -> str:
 
 
 def insert_numbered(instances: list[models.Model], names: tuple[str, ...], *, number: str,
-                    counter: type[models.Model], counter_pk, counter_field: str) -> list[models.Model]:
+                    counter: type[models.Model], counter_pk, counter_field: str,
+                    along: list[tuple[str, list]] = ()) -> list[models.Model]:
     """INSERT the `names` fields of unsaved instances, in order, by one statement, their field
     `number` set to the next values of a counter (as many added to `counter_field` of the
     `counter` row `counter_pk`, as increment adds them); sets their database-made primary keys.
-    On PostgreSQL one statement does both (a round trip less); elsewhere increment, then the
+    `along` are other statements (SQL and parameters; INSERTs that return nothing) to run with
+    it, first. On PostgreSQL one statement does all of it, those as parts of its WITH (so,
+    outside a transaction, it is all stored or none of it, in one round trip); elsewhere they
+    run one by one (inside a transaction, to be stored together), then increment, then the
     insert."""
     model, n = type(instances[0]), len(instances)
     rows = [instance_values(instance, names) for instance in instances]
     if connection.vendor == "postgresql":
-        sql = _insert_numbered_sql(model, connection.vendor, names, number, counter, counter_field, n)
-        params = [n, counter._meta.pk.get_db_prep_value(counter_pk, connection), *chain.from_iterable(rows)]
+        sql = _insert_numbered_sql(model, connection.vendor, names, number, counter, counter_field, n,
+                                   tuple(statement for statement, _ in along))
+        params = [*chain.from_iterable(params for _, params in along),
+                  n, counter._meta.pk.get_db_prep_value(counter_pk, connection), *chain.from_iterable(rows)]
     else:
+        with connection.cursor() as cursor:
+            for statement, params in along:
+                cursor.execute(statement, params)
         last = increment(counter, counter_pk, counter_field, by=n)
         sql = insert_sql(model, names + (number,), n, returning=("pk", number))
         params = [*chain.from_iterable(row + [last - n + 1 + i] for i, row in enumerate(rows))]
@@ -51,13 +60,14 @@ def insert_numbered(instances: list[models.Model], names: tuple[str, ...], *, nu
 
 @cache
 def _insert_numbered_sql(model: type[models.Model], vendor: str, names: tuple, number: str,
-                         counter: type[models.Model], counter_field: str, n: int) -> str:
+                         counter: type[models.Model], counter_field: str, n: int, along: tuple = ()) -> str:
     """The n rows' numbers are the counter's new value less n - 1, ..., less 0, in order."""
     last = column(counter, counter_field)
     given = ", ".join(["%s"] * len(names))
     rows = ", ".join(f"({given}, (SELECT value FROM counted) - {n - 1 - i})" for i in range(n))
     return (
-        f"WITH counted AS (UPDATE {table(counter)} SET {last} = {last} + %s WHERE {column(counter, 'pk')} = %s"
+        "WITH " + "".join(f"along_{i} AS ({statement}), " for i, statement in enumerate(along)) +
+        f"counted AS (UPDATE {table(counter)} SET {last} = {last} + %s WHERE {column(counter, 'pk')} = %s"
         f" RETURNING {last} AS value)"
         f" INSERT INTO {table(model)} ({columns(model, names)}, {column(model, number)}) VALUES {rows}"
         f" RETURNING {column(model, 'pk')}, {column(model, number)}"

@@ -47,11 +47,7 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
     counter, added to here, orders the company's events (its row stays locked until commit).
     Inside stored_together() the event is stored at the block's end.
     """
-    data = encode(job_representation(job))
-    # Built from values in the model's field order (id, job, company, seq, company_seq, type,
-    # data, created_at), as Django builds the rows it reads: keyword arguments cost twice as
-    # much, on every event. company_seq is handed out where the event is stored.
-    event = JobEvent(None, job.pk, job.company_id, job.event_seq, None, event_type, data, timezone.now())
+    event = job_event(job, event_type)
     waiting = getattr(_together, "events", None)
     if waiting is not None and _savepoints() == _together.savepoints:
         waiting.append(event)
@@ -59,10 +55,33 @@ def record_job_event(job: ContentJob, event_type: str) -> JobEvent:
         # The company's counter row stays locked until commit, and every worker's events take
         # it: it is taken last, with everything else ready, by the statement that stores the event.
         _store([event])
-    transaction.on_commit(
-        partial(job_changed.send, sender=ContentJob, job_id=job.pk, company_id=job.company_id, event=event)
-    )
+    published_on_commit(event)
     return event
+
+
+def job_event(job: ContentJob, event_type: str) -> JobEvent:
+    """The job's current state as its next stream event (numbered `job.event_seq`), not stored."""
+    data = encode(job_representation(job))
+    # Built from values in the model's field order (id, job, company, seq, company_seq, type,
+    # data, created_at), as Django builds the rows it reads: keyword arguments cost twice as
+    # much, on every event. company_seq is handed out where the event is stored.
+    return JobEvent(None, job.pk, job.company_id, job.event_seq, None, event_type, data, timezone.now())
+
+
+def store_with(event: JobEvent, along: list[tuple[str, list]]) -> None:
+    """Store the event with the rows of the statements `along` (INSERTs that return nothing),
+    which go first: on PostgreSQL one statement stores them all, and outside a transaction that
+    is its commit too (a submission: the job, its run and its event in one round trip). Then
+    publish it with published_on_commit."""
+    insert_numbered([event], EVENT_FIELDS, number="company_seq", counter=Company, counter_pk=event.company_id,
+                    counter_field="event_seq", along=along)
+
+
+def published_on_commit(event: JobEvent) -> None:
+    """Publish a stored event once its transaction commits (at once outside one)."""
+    transaction.on_commit(
+        partial(job_changed.send, sender=ContentJob, job_id=event.job_id, company_id=event.company_id, event=event)
+    )
 
 
 _together = threading.local()  # this thread's stored_together() block: its events, the savepoints at its start

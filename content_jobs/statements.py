@@ -189,6 +189,18 @@ def _insert_sql(model: type[models.Model], vendor: str, names: tuple, rows: int,
     return f"{sql} RETURNING {columns(model, returning)}" if returning else sql
 
 
+def insert_statement(instance: models.Model) -> tuple[str, list]:
+    """An INSERT of an unsaved instance whose primary key its default has made, every concrete
+    field's value as the ORM's insert takes it (the field's pre_save first: auto_now_add sets
+    its time), and its parameters: for a statement that holds it (counters.insert_numbered).
+    Mark the instance stored with inserted() once it is."""
+    model = type(instance)
+    db = connections[DEFAULT_DB_ALIAS]
+    params = [_preparer(model, name)(field.pre_save(instance, True), db)
+              for name, field in zip(row_fields(model), model._meta.concrete_fields)]
+    return insert_sql(model, row_fields(model)), params
+
+
 def instance_values(instance: models.Model, names: tuple[str, ...]) -> list:
     """The `names` fields of an instance, prepared as the database takes them."""
     model = type(instance)

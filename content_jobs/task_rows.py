@@ -16,12 +16,41 @@ row and the start of that row's job.
 import functools
 
 from django.db import connection
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 from django_tasks import TaskResultStatus
+from django_tasks.signals import task_enqueued
+from django_tasks_db.compat import normalize_json
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from .statements import (column, columns, instance_from_row, prepared, row_fields, table, update_returning,
-                         update_statement)
+from .statements import (column, columns, inserted, instance_from_row, prepared, row_fields, table,
+                         update_returning, update_statement)
+
+
+def enqueue_row(task, *args) -> DBTaskResult:
+    """The task row that `task.enqueue(*args)` stores, made as the library's backend makes it
+    (its check of the task, its id, its values, the model's pre_save receivers: the library's
+    sets run_after), but not stored: its INSERT goes in the statement of the change that
+    enqueues it (services._create_job; statements.insert_statement). Once that is stored,
+    enqueued() finishes what the library's enqueue does."""
+    backend = task.get_backend()
+    backend.validate_task(task)
+    row = DBTaskResult(id=backend._get_id(), args_kwargs=normalize_json({"args": args, "kwargs": {}}),
+                       priority=task.priority, task_path=task.module_path, queue_name=task.queue_name,
+                       run_after=task.run_after, backend_name=backend.alias)
+    pre_save.send(sender=DBTaskResult, instance=row, raw=False, using=connection.alias, update_fields=None)
+    return row
+
+
+def enqueued(row: DBTaskResult) -> None:
+    """The row of enqueue_row is stored: mark it so, and send post_save and task_enqueued, as
+    the row's save and the library's enqueue send them (content_jobs.receivers wakes the
+    workers on commit)."""
+    inserted(row, row.pk)
+    post_save.send(sender=DBTaskResult, instance=row, created=True, raw=False, using=connection.alias,
+                   update_fields=None)
+    result = row.task_result
+    task_enqueued.send(type(result.task.get_backend()), task_result=result)
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 
 from content_jobs import events, services, worker
 from content_jobs.errors import IdempotencyConflict, InvalidParams, InvalidTransition, LeaseLost, UnknownJobType
@@ -617,6 +617,61 @@ def test_submit_stores_the_run_task_with_the_job_and_wakes_the_workers_on_commit
     assert task.args_kwargs == {"args": [str(job.pk)], "kwargs": {}}
     assert task.task_path == RUN_TASK
     assert task.status == "READY"
+
+
+def test_a_submissions_run_is_the_row_the_librarys_enqueue_stores(company):
+    """The run is written out with the job (content_jobs.task_rows.enqueue_row): the same row,
+    field for field, as django-tasks' own enqueue of the run task stores (its pre_save
+    receiver's run_after too), but for its id and its time."""
+    from content_jobs.tasks import run_content_job
+
+    before = timezone.now()
+    job = new_job(company)
+    ours = DBTaskResult.objects.get(args_kwargs__args=[str(job.pk)])
+    theirs = DBTaskResult.objects.get(pk=run_content_job.enqueue(str(job.pk)).id)
+    fields = [f.attname for f in DBTaskResult._meta.concrete_fields if f.attname not in ("id", "enqueued_at")]
+    assert {f: getattr(ours, f) for f in fields} == {f: getattr(theirs, f) for f in fields}
+    assert before <= ours.enqueued_at <= theirs.enqueued_at
+    assert ours.run_after == theirs.run_after == get_date_max()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_outside_a_transaction_is_stored_whole_and_committed_by_one_statement_on_postgresql(company):
+    """On PostgreSQL the job, its run and its event are one statement, and outside a
+    transaction that statement is its commit: another connection sees all three at once.
+    Elsewhere they are three statements (and the counter's) in one transaction."""
+    with CaptureQueriesContext(connection) as queries:
+        job = new_job(company)
+    statements = [q["sql"] for q in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        assert len(statements) == 1 and not connection.in_atomic_block
+        import psycopg
+
+        settings = connection.settings_dict
+        with psycopg.connect(host=settings["HOST"], port=settings["PORT"] or 5432, user=settings["USER"],
+                             dbname=settings["NAME"]) as other:
+            seen = other.execute(
+                "SELECT (SELECT count(*) FROM content_jobs_contentjob WHERE id = %s),"
+                " (SELECT count(*) FROM django_tasks_database_dbtaskresult WHERE args_kwargs -> 'args' ->> 0 = %s),"
+                " (SELECT count(*) FROM content_jobs_jobevent WHERE job_id = %s)",
+                [job.pk, str(job.pk), job.pk]).fetchone()
+        assert seen == (1, 1, 1)
+    else:
+        # the job, its run, the company's counter, the event, in one transaction
+        assert [sql.split()[0] for sql in statements] == ["BEGIN", "INSERT", "INSERT", "UPDATE", "INSERT", "COMMIT"]
+    event = JobEvent.objects.get(job=job)
+    assert (event.seq, event.company_seq, event.type) == (1, 1, "content_job.status")
+    assert json.loads(event.data) == job_representation(reload(job))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_whose_event_cannot_be_stored_stores_no_job_and_no_run(company):
+    """The company is gone (deleted meanwhile): its counter gives the event no number, and
+    nothing of the submission is stored, on either database."""
+    Company.objects.filter(pk=company.pk).delete()
+    with pytest.raises(Exception):
+        new_job(company)
+    assert (ContentJob.objects.count(), DBTaskResult.objects.count(), JobEvent.objects.count()) == (0, 0, 0)
 
 
 def test_a_rolled_back_submit_leaves_neither_job_nor_task(company, django_capture_on_commit_callbacks, monkeypatch):
