@@ -9,6 +9,13 @@ a worker asleep for longer raced the two, and when the client's timer won its re
 read that its worker cancelled (it started a job) waits in the layer's backup until the next
 read of the channel begins: a shorter block also brings it back sooner.
 
+Its read of that channel is one BZPOPMIN. The library's read then adds the message it popped
+to a backup set, a round trip more before the worker is woken (and one more after, to take it
+out), so that a read cancelled between its pop and its return loses nothing; this read has
+nothing to wait for between them, so it cannot be cancelled there. A read cancelled while its
+BZPOPMIN waits is the same in both (a message that Redis popped that very moment is lost with
+the connection; a later submission, or the workers' poll, finds its job).
+
 Its send does what the library's does to a general channel (messages past the expiry dropped,
 ChannelFull at capacity, the message added with the time as its score, the key's expiry set),
 in one script where the library sends four commands one after another: a wake-up is on the
@@ -49,3 +56,13 @@ class WakeLayer(RedisChannelLayer):
         )
         if not added:
             raise ChannelFull()
+
+    async def _brpop_with_clean(self, index, channel, timeout):
+        if channel.endswith("!"):  # a process's own channel: the library's way
+            return await super()._brpop_with_clean(index, channel, timeout)
+        popped = await self.connection(index).bzpopmin(channel, timeout=timeout)
+        return None if popped is None else popped[1]
+
+    async def _clean_receive_backup(self, index, channel):
+        if channel.endswith("!"):  # the wake-up channel's reads keep no backup
+            await super()._clean_receive_backup(index, channel)

@@ -258,3 +258,43 @@ def test_a_wake_up_send_drops_messages_past_the_expiry_first(wake_layer):
         return client.zcard(key), await layer.receive(WAKE_CHANNEL)
 
     assert asyncio.run(scenario()) == (2, {"type": WAKE_TYPE, "n": 0})
+
+
+def test_a_wake_up_read_is_one_round_trip_and_keeps_no_backup(wake_layer, monkeypatch):
+    """The library's read pops the message, then adds it to a backup set before returning it
+    (and takes it out after); the wake-up channel's read returns what it popped."""
+    import redis.asyncio
+
+    layer, client, key = wake_layer
+    sent = []
+    execute = redis.asyncio.Redis.execute_command
+
+    async def recording(self, *args, **options):
+        sent.append(args[0].upper() if isinstance(args[0], str) else args[0])
+        return await execute(self, *args, **options)
+
+    async def scenario():
+        await layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE, "n": 0})
+        monkeypatch.setattr(redis.asyncio.Redis, "execute_command", recording)
+        got = await layer.receive(WAKE_CHANNEL)
+        await asyncio.sleep(0.1)  # any cleaning the read left behind it
+        monkeypatch.undo()
+        return got
+
+    assert asyncio.run(scenario()) == {"type": WAKE_TYPE, "n": 0}
+    assert sent == ["BZPOPMIN"]
+    assert client.keys(key + "*") == []  # the message is gone, and no backup of it is left
+
+
+def test_a_wake_up_read_cancelled_while_it_waits_loses_nothing_sent_after(wake_layer):
+    layer, client, key = wake_layer
+
+    async def scenario():
+        reading = asyncio.ensure_future(layer.receive(WAKE_CHANNEL))
+        await asyncio.sleep(0.2)  # blocked in Redis
+        reading.cancel()
+        await asyncio.gather(reading, return_exceptions=True)
+        await layer.send(WAKE_CHANNEL, {"type": WAKE_TYPE, "n": 1})
+        return await asyncio.wait_for(layer.receive(WAKE_CHANNEL), 5)
+
+    assert asyncio.run(scenario()) == {"type": WAKE_TYPE, "n": 1}
