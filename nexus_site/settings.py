@@ -121,6 +121,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # back after every read, so a waiting stream holds none.
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),
+        # Statements bound on the server, each prepared once it ran PREPARE_THRESHOLD times on
+        # a connection: PostgreSQL then skips parsing and planning it (Django's default binds
+        # on the client, so every statement is parsed and planned anew). 0 turns preparing off.
+        "server_side_binding": True,
+        "prepare_threshold": env_int("DATABASE_PREPARE_THRESHOLD", 5) or None,
         "pool": {
             "min_size": env_int("DATABASE_POOL_MIN", 2),
             "max_size": env_int("DATABASE_POOL_MAX", 10),

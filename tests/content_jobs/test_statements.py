@@ -102,3 +102,25 @@ def test_a_stream_token_signed_later_is_stamped_later_and_outlives_the_first(clo
         job_id_from_stream_token(first)
     assert raised.value.code == "token_expired"
     assert job_id_from_stream_token(second) == str(job_id)
+
+
+@pytest.mark.django_db
+def test_on_postgresql_a_statement_run_five_times_on_a_connection_is_prepared(company):
+    """Statements are bound on the server, and prepared at their next run once they ran five
+    times on a connection (settings: DATABASE_PREPARE_THRESHOLD), so PostgreSQL stops parsing
+    and planning them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    lookup = "SELECT slug FROM content_jobs_company WHERE id = %s"
+
+    def prepared_now():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                           ["SELECT slug FROM content_jobs_company WHERE id = $1%"])
+            return cursor.fetchone()[0]
+
+    for run in range(1, 8):
+        with connection.cursor() as cursor:
+            cursor.execute(lookup, [company.pk])
+            assert cursor.fetchone() == ("acme",)
+        assert prepared_now() == (1 if run >= 6 else 0), f"after run {run}"
