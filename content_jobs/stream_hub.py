@@ -260,8 +260,9 @@ class StreamHub:
             return
         self._idle.clear()
         if self._reading is not None:
-            # Safe for the message: the layer keeps one it took in a backup, which its next
-            # read of the channel (by any process) puts back.
+            # A read that has taken a wake-up is done already (WakeLayer's read awaits nothing
+            # after its pop), and _read_wakes passes that wake-up on; one still waiting in Redis
+            # has taken none.
             self._reading.cancel()
 
     async def _read_wakes(self) -> None:

@@ -5,9 +5,7 @@ read gives up in time, and whose send is one round trip.
 Its read blocks in Redis (BZPOPMIN) for `brpop_timeout` seconds, then blocks again. That was 5
 s, and redis-py 8 gives up waiting for any reply after its default socket timeout, 5 s too:
 a worker asleep for longer raced the two, and when the client's timer won its read failed
-(logged, and no wake-up read for half a second while it started again). A wake-up taken by a
-read that its worker cancelled (it started a job) waits in the layer's backup until the next
-read of the channel begins: a shorter block also brings it back sooner.
+(logged, and no wake-up read for half a second while it started again).
 
 Its read of that channel is one BZPOPMIN. The library's read then adds the message it popped
 to a backup set, a round trip more before the worker is woken (and one more after, to take it
