@@ -123,8 +123,9 @@ def job_submit(
 def _create_job(company, job_type, params, source_task_id, idempotency_key, fingerprint, by) -> ContentJob:
     """Store a queued job, its run and its first event. On PostgreSQL one statement stores the
     three (outside a transaction it commits them too: one round trip, where the ORM's inserts
-    in a transaction took five); elsewhere three statements in one transaction. The workers
-    are woken, then the event published, once they are committed."""
+    in a transaction took five); elsewhere three statements in one transaction; inside a
+    caller's transaction, in a savepoint. The workers are woken, then the event published,
+    once they are committed."""
     # Imported here: the tasks module imports the runner, which imports this module.
     from .tasks import run_content_job
 
@@ -146,10 +147,12 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
     # The event last: it takes the company's counter row, locked until the commit (concurrent
     # submissions of a company wait for it).
     along = [statements.insert_statement(job), statements.insert_statement(run)]
-    if connection.vendor == "postgresql":
-        events.store_with(event, along)
+    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+        events.store_with(event, along)  # one statement, its own commit
     else:
-        with transaction.atomic(savepoint=False):
+        # In a caller's transaction, a savepoint, as before: a failed submission leaves the
+        # caller's transaction usable (on PostgreSQL an error would abort it).
+        with transaction.atomic():
             events.store_with(event, along)
     statements.inserted(job, job.pk)
     # The workers' wake-up, sent on commit, goes before the event's publication.

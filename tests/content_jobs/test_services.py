@@ -1013,3 +1013,18 @@ def test_prune_deletes_old_finished_jobs_with_events_lines_and_tasks(company, dj
     assert counts["jobs"] == 1 and counts["lines"] == 1 and counts["events"] == 3
     assert set(ContentJob.objects.values_list("pk", flat=True)) == {recent.pk, running.pk}
     assert not JobEvent.objects.filter(job_id=old.pk).exists() and not LogLine.objects.filter(job_id=old.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_that_fails_inside_a_callers_transaction_leaves_that_transaction_usable(company):
+    """The caller's own writes before and after a refused submission still commit (a savepoint
+    holds the submission, as PostgreSQL aborts a whole transaction at an error)."""
+    gone = Company.objects.create(slug="gone", name="Gone")
+    Company.objects.filter(pk=gone.pk).delete()
+    with transaction.atomic():
+        kept = new_job(company)
+        with pytest.raises(Exception):
+            new_job(gone)  # its counter gives the event no number: the statement fails
+        also = new_job(company)
+    assert set(ContentJob.objects.values_list("pk", flat=True)) == {kept.pk, also.pk}
+    assert JobEvent.objects.count() == DBTaskResult.objects.count() == 2
