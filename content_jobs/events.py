@@ -73,8 +73,7 @@ def store_with(event: JobEvent, along: list[tuple[str, list]]) -> None:
     which go first: on PostgreSQL one statement stores them all, and outside a transaction that
     is its commit too (a submission: the job, its run and its event in one round trip). Then
     publish it with published_on_commit."""
-    insert_numbered([event], EVENT_FIELDS, number="company_seq", counter=Company, counter_pk=event.company_id,
-                    counter_field="event_seq", along=along)
+    _store([event], along)
 
 
 def published_on_commit(event: JobEvent) -> None:
@@ -119,10 +118,11 @@ def _savepoints() -> list:
     return [sid for sid in connection.savepoint_ids if sid is not None]
 
 
-def _store(events: list[JobEvent]) -> None:
-    """Store one company's events, in order, numbered by its counter."""
+def _store(events: list[JobEvent], along: list[tuple[str, list]] = ()) -> None:
+    """Store one company's events, in order, numbered by its counter (with the statements
+    `along`: counters.insert_numbered)."""
     insert_numbered(events, EVENT_FIELDS, number="company_seq", counter=Company, counter_pk=events[0].company_id,
-                    counter_field="event_seq")
+                    counter_field="event_seq", along=along)
 
 
 # Channels and groups -----------------------------------------------------------------------

@@ -195,10 +195,10 @@ def insert_statement(instance: models.Model) -> tuple[str, list]:
     its time), and its parameters: for a statement that holds it (counters.insert_numbered).
     Mark the instance stored with inserted() once it is."""
     model = type(instance)
-    db = connections[DEFAULT_DB_ALIAS]
-    params = [_preparer(model, name)(field.pre_save(instance, True), db)
-              for name, field in zip(row_fields(model), model._meta.concrete_fields)]
-    return insert_sql(model, row_fields(model)), params
+    for field in model._meta.concrete_fields:
+        field.pre_save(instance, True)
+    names = row_fields(model)
+    return insert_sql(model, names), instance_values(instance, names)
 
 
 def instance_values(instance: models.Model, names: tuple[str, ...]) -> list:
