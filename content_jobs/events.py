@@ -87,7 +87,7 @@ _together = threading.local()  # this thread's stored_together() block: its even
 
 
 @contextmanager
-def stored_together():
+def stored_together(*, commit: bool = False):
     """Store the job events recorded in this block at its end, one statement for a company's
     events, instead of each where it is recorded. Use it as the last thing inside a transaction:
     the company's counter row, which each stored event takes and which stays locked until
@@ -96,7 +96,12 @@ def stored_together():
     start), and a run's end and the next job's start store their events together. Companies'
     counters are taken in the order of their ids, so two such blocks never wait on each
     other's. An event recorded inside a savepoint taken within the block is stored at once
-    (a rolled-back savepoint undoes it); blocks nested in a block are part of it."""
+    (a rolled-back savepoint undoes it); blocks nested in a block are part of it.
+
+    commit=True: the block ends its transaction, an outermost atomic block (`with
+    transaction.atomic(), stored_together(commit=True)`). On PostgreSQL the COMMIT then goes
+    with the statement of the last company's events, in its round trip (the database backend's
+    commit_with_next); the atomic block's commit finds it done and runs its on_commit."""
     if getattr(_together, "events", None) is not None:
         yield
         return
@@ -109,7 +114,10 @@ def stored_together():
     by_company: dict = {}
     for event in waiting:
         by_company.setdefault(event.company_id, []).append(event)
-    for company_id in sorted(by_company):
+    companies = sorted(by_company)
+    for company_id in companies:
+        if commit and company_id == companies[-1] and hasattr(connection, "commit_with_next"):
+            connection.commit_with_next()
         _store(by_company[company_id])
 
 

@@ -73,7 +73,7 @@ class RunLoop(Worker):
         end: Callable[[], ContentJob] | None = None  # the last run's end, written there too
         while self.running:
             try:
-                with transaction.atomic(), events.stored_together():
+                with transaction.atomic(), events.stored_together(commit=True):
                     if end is not None:
                         end()
                     row, job = self._claim(ended)
@@ -143,7 +143,7 @@ class RunLoop(Worker):
         """Write a run's end and close its row as successful, in a transaction of their own; the
         row closed as failed instead when that fails (a run that lost its lease)."""
         try:
-            with transaction.atomic(), events.stored_together():
+            with transaction.atomic(), events.stored_together(commit=True):
                 end()
                 task_rows.close_successful(task_row=row)
         except BaseException as exc:

@@ -114,6 +114,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A transaction's BEGIN goes out with its first statement (see nexus_site.postgresql.base).
+    DATABASES["default"]["ENGINE"] = "nexus_site.postgresql"
     # A bounded pool per process (psycopg's): a worker runs about three times the tasks a
     # second on reused connections than on a new one per task. Requests run on a fixed set of
     # threads (nexus_site.asgi_handler) and the worker, reaper and lease-keeper threads have
