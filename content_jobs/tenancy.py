@@ -16,10 +16,22 @@ def parse_uuid(value) -> uuid.UUID:
         raise Http404("not a valid id") from None
 
 
-def membership_for(user, company_id) -> Membership:
-    """The user's membership in the company; 404 when there is none (no hint the company exists)."""
+def remember_membership(request, user, company_id: uuid.UUID, membership: Membership | None) -> None:
+    """What the request's authentication read of the user's membership of the company its path
+    names (content_jobs.authentication), for membership_for to answer from."""
+    request._nexus_membership = (user.pk, company_id, membership)
+
+
+def membership_for(user, company_id, request=None) -> Membership:
+    """The user's membership in the company; 404 when there is none (no hint the company exists).
+    Read already when the request's authentication read it for this user and company."""
     if not user or not user.is_authenticated:
         raise Http404
+    known = getattr(request, "_nexus_membership", None)
+    if known is not None and known[0] == user.pk and known[1] == parse_uuid(company_id):
+        if known[2] is None:
+            raise Http404
+        return known[2]
     # Every API request asks this: one written-out statement (0.06 ms here), where the ORM
     # built and compiled its query each time (0.65 ms, a sixth of a submission's time).
     membership = statements.select_with(Membership, "company", {"user": user.pk, "company": parse_uuid(company_id)})
@@ -34,7 +46,7 @@ class CompanyRolePermission(BasePermission):
     message = "Viewers may read jobs but not change them."
 
     def has_permission(self, request, view) -> bool:
-        request.membership = membership_for(request.user, view.kwargs["company_id"])
+        request.membership = membership_for(request.user, view.kwargs["company_id"], request)
         if request.method in SAFE_METHODS:
             return True
         return request.membership.role == Membership.Role.MEMBER

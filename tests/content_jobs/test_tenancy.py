@@ -34,3 +34,51 @@ def test_no_membership_is_a_404_that_says_nothing_of_the_company(company, member
     ]:
         with pytest.raises(Http404):
             membership_for(user, company_id)
+
+
+# The membership read with the request's token -------------------------------------------------
+def test_a_request_reads_its_token_and_membership_by_one_statement(company, member):
+    """Under /api/companies/{id}/ the token, its user and the membership of that company are one
+    statement, before the view's own (the job list's count and page)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.conftest import client_for
+
+    client = client_for(member)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"/api/companies/{company.pk}/content-jobs")
+    assert response.status_code == 200
+    first = queries.captured_queries[0]["sql"]
+    assert all(table in first for table in ("authtoken_token", "auth_user", "content_jobs_membership",
+                                            "content_jobs_company"))
+    assert not any("content_jobs_membership" in q["sql"] for q in queries.captured_queries[1:])
+
+
+@pytest.mark.parametrize("role, answers", [("member", (200, 202)), ("viewer", (200, 403))])
+def test_the_membership_read_with_the_token_is_the_one_of_the_paths_company(company, other_company, role, answers):
+    """A member of one company who is a viewer (or nothing) in another gets that other
+    company's answers: the membership read with the token is the path's company's."""
+    from tests.conftest import client_for, make_user
+
+    user = make_user("dana", company, role)
+    Membership.objects.create(user=user, company=other_company, role=Membership.Role.MEMBER)
+    stranger = make_user("erin")
+    client = client_for(user)
+    for company_id in (company.pk, str(company.pk).upper()):
+        url = f"/api/companies/{company_id}/content-jobs"
+        assert client.get(url).status_code == answers[0]
+        assert client.post(url, {"jobType": "demo.steps", "params": {"steps": 1, "delayMs": 0}},
+                           format="json").status_code == answers[1]
+    other = f"/api/companies/{other_company.pk}/content-jobs"
+    assert client.post(other, {"jobType": "demo.steps", "params": {"steps": 1, "delayMs": 0}},
+                       format="json").status_code == 202
+    # no membership, no company, a malformed id: 404 with the same body; a bad token: 401
+    for path_id in (company.pk, uuid.uuid4(), "not-a-uuid"):
+        response = client_for(stranger).get(f"/api/companies/{path_id}/content-jobs")
+        assert response.status_code == 404, path_id
+    from rest_framework.test import APIClient
+
+    anonymous = APIClient()
+    anonymous.credentials(HTTP_AUTHORIZATION="Token not-a-token")
+    assert anonymous.get(f"/api/companies/{company.pk}/content-jobs").status_code == 401
