@@ -218,7 +218,6 @@ def job_check_lease(*, job_id, attempt: int) -> None:
         raise LeaseLost(pk, attempt)
 
 
-@transaction.atomic
 def job_report_progress(
     *, job: ContentJob, progress: float, stage: str | None = None, attempt: int | None = None
 ) -> ContentJob:
@@ -226,35 +225,39 @@ def job_report_progress(
     fields = {"progress": max(0.0, min(100.0, float(progress)))}
     if stage is not None:
         fields["stage"] = stage[:255]
-    if attempt is None:  # not a run's write: whichever attempt runs the job now
-        job = _locked(job)
-        if job.status != S.RUNNING:
-            return job
-        attempt = job.attempt
-    return _change_held(job, attempt=attempt, event_type=events.PROGRESS, **fields)
+    # The event is the transaction's last statement: on PostgreSQL its COMMIT goes with it.
+    with transaction.atomic(), events.stored_together(commit=True):
+        if attempt is None:  # not a run's write: whichever attempt runs the job now
+            job = _locked(job)
+            if job.status != S.RUNNING:
+                return job
+            attempt = job.attempt
+        return _change_held(job, attempt=attempt, event_type=events.PROGRESS, **fields)
 
 
 # A run's end: `savepoint=False` writes it inside the caller's transaction without a savepoint
 # of its own (the worker's loop writes a run's end with its next claim, where a savepoint cost
 # two more round trips to PostgreSQL); one that fails then undoes the caller's transaction.
+# Its event is the last statement of its transaction: a transaction of its own commits with it
+# on PostgreSQL; inside the caller's, the caller's block decides (events.stored_together).
 def job_complete(*, job: ContentJob, result: dict | None, attempt: int | None = None,
                  savepoint: bool = True) -> ContentJob:
     """A running job's handler finished: done, at 100%."""
-    with transaction.atomic(savepoint=savepoint):
+    with transaction.atomic(savepoint=savepoint), events.stored_together(commit=True):
         return _end_run(job, S.DONE, attempt, progress=100.0, result=result, error=None, lease_expires_at=None)
 
 
 def job_fail(*, job: ContentJob, code: str, message: str, attempt: int | None = None,
              savepoint: bool = True) -> ContentJob:
     """A running job failed: its handler raised, or its worker was lost for good."""
-    with transaction.atomic(savepoint=savepoint):
+    with transaction.atomic(savepoint=savepoint), events.stored_together(commit=True):
         return _end_run(job, S.FAILED, attempt, error={"code": code, "message": message[:1000]},
                         lease_expires_at=None)
 
 
 def job_stop_cancelled(*, job: ContentJob, attempt: int | None = None, savepoint: bool = True) -> ContentJob:
     """A running job's handler stopped at a checkpoint after cancellation was requested."""
-    with transaction.atomic(savepoint=savepoint):
+    with transaction.atomic(savepoint=savepoint), events.stored_together(commit=True):
         return _end_run(job, S.CANCELLED, attempt, error=None, lease_expires_at=None)
 
 

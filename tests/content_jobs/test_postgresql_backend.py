@@ -179,3 +179,21 @@ def test_a_busy_loop_sends_a_jobs_begin_and_commit_with_its_statements(company, 
     for job in jobs:
         job.refresh_from_db()
         assert (job.status, job.worker_id) == (ContentJob.Status.DONE, "loop-wire")
+
+
+def test_a_runs_progress_and_its_end_commit_with_their_events(company, wire):
+    """A progress write outside a transaction: the job's UPDATE (with the BEGIN), then its
+    event (with the COMMIT); a run's end written alone, the same."""
+    from content_jobs import runner
+
+    job, _ = services.job_submit(company=company, job_type="test.quiet", params={})
+    job = runner.start_job(job.pk, worker_id="wire")
+    wire()
+    services.job_report_progress(job=job, progress=50.0, stage="half", attempt=job.attempt)
+    assert wire() == "TI"
+    services.job_complete(job=job, result={"ok": True}, attempt=job.attempt)
+    assert wire() == "TI"
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.stage, job.result) == (ContentJob.Status.DONE, 100.0, "half", {"ok": True})
+    assert list(job.events.order_by("seq").values_list("type", flat=True)) == [
+        "content_job.status", "content_job.running", "content_job.progress", "content_job.done"]
