@@ -124,3 +124,17 @@ def test_on_postgresql_a_statement_run_five_times_on_a_connection_is_prepared(co
             cursor.execute(lookup, [company.pk])
             assert cursor.fetchone() == ("acme",)
         assert prepared_now() == (1 if run >= 6 else 0), f"after run {run}"
+
+
+def test_a_statement_run_again_reads_its_parameters_and_literal_percents_as_the_first_time(db):
+    """SQLite's cursor keeps a statement's rewritten placeholders (nexus_site.sqlite): the
+    same text run again, and a text that differs only in its literal %%, each read right."""
+    from django.db import connection
+
+    for _ in range(3):
+        for sql, params, expected in [("SELECT %s, '100%%'", [7], (7, "100%")),
+                                      ("SELECT %s, '100%%s'", [8], (8, "100%s")),
+                                      ("SELECT %s, %s", ["a", "b"], ("a", "b"))]:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                assert cursor.fetchone() == expected
