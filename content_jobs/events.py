@@ -9,10 +9,11 @@ import threading
 from contextlib import contextmanager
 from functools import partial
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from .counters import insert_numbered
+from .statements import db
 from .models import Company, ContentJob, JobEvent
 from .representation import job_representation
 from .signals import job_changed
@@ -116,14 +117,14 @@ def stored_together(*, commit: bool = False):
         by_company.setdefault(event.company_id, []).append(event)
     companies = sorted(by_company)
     for company_id in companies:
-        if commit and company_id == companies[-1] and hasattr(connection, "commit_with_next"):
-            connection.commit_with_next()
+        if commit and company_id == companies[-1] and hasattr(db(), "commit_with_next"):
+            db().commit_with_next()
         _store(by_company[company_id])
 
 
 def _savepoints() -> list:
     """The savepoints taken now (an atomic block without one counts as None there)."""
-    return [sid for sid in connection.savepoint_ids if sid is not None]
+    return [sid for sid in db().savepoint_ids if sid is not None]
 
 
 def _store(events: list[JobEvent], along: list[tuple[str, list]] = ()) -> None:

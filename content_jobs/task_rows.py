@@ -15,7 +15,6 @@ row and the start of that row's job.
 """
 import functools
 
-from django.db import connection
 from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 from django_tasks import TaskResultStatus
@@ -23,7 +22,7 @@ from django_tasks.signals import task_enqueued
 from django_tasks_db.compat import normalize_json
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from .statements import (column, columns, inserted, instance_from_row, prepared, row_fields, table,
+from .statements import (column, columns, db, inserted, instance_from_row, prepared, row_fields, table,
                          update_returning, update_statement)
 
 
@@ -38,7 +37,7 @@ def enqueue_row(task, *args) -> DBTaskResult:
     row = DBTaskResult(id=backend._get_id(), args_kwargs=normalize_json({"args": args, "kwargs": {}}),
                        priority=task.priority, task_path=task.module_path, queue_name=task.queue_name,
                        run_after=task.run_after, backend_name=backend.alias)
-    pre_save.send(sender=DBTaskResult, instance=row, raw=False, using=connection.alias, update_fields=None)
+    pre_save.send(sender=DBTaskResult, instance=row, raw=False, using=db().alias, update_fields=None)
     return row
 
 
@@ -47,7 +46,7 @@ def enqueued(row: DBTaskResult) -> None:
     the row's save and the library's enqueue send them (content_jobs.receivers wakes the
     workers on commit)."""
     inserted(row, row.pk)
-    post_save.send(sender=DBTaskResult, instance=row, created=True, raw=False, using=connection.alias,
+    post_save.send(sender=DBTaskResult, instance=row, created=True, raw=False, using=db().alias,
                    update_fields=None)
     result = row.task_result
     task_enqueued.send(type(result.task.get_backend()), task_result=result)
@@ -77,8 +76,8 @@ def claim_next(*, worker_id: str, backend_name: str) -> DBTaskResult | None:
     the worker named last in its worker_ids), as the library's worker claims it; None when no
     row is ready. Call it inside a transaction."""
     params = _claim_params(worker_id, backend_name)
-    with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(connection.vendor), params)
+    with db().cursor() as cursor:
+        cursor.execute(_claim_sql(db().vendor), params)
         row = cursor.fetchone()
     return None if row is None else instance_from_row(DBTaskResult, row)
 
@@ -125,8 +124,8 @@ def claim_and_start(*, worker_id: str, backend_name: str, close: DBTaskResult | 
     close_sql, closing = update_statement(DBTaskResult, **_closing(getattr(close, "pk", None)))
     claim = _claim_params(worker_id, backend_name)
     params = [*closing, *claim, *prepared(job_model, start), task_path, _UUID_TEXT, queued]
-    sql = _claim_and_start_sql(connection.vendor, close_sql, job_model, tuple(start), add_one)
-    with connection.cursor() as cursor:
+    sql = _claim_and_start_sql(db().vendor, close_sql, job_model, tuple(start), add_one)
+    with db().cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     split = len(row_fields(DBTaskResult))

@@ -138,3 +138,27 @@ def test_a_statement_run_again_reads_its_parameters_and_literal_percents_as_the_
             with connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 assert cursor.fetchone() == expected
+
+
+def test_db_is_the_threads_own_connection_as_django_gives_it():
+    """statements.db() keeps Django's connection of each thread: the same object Django's
+    `connections["default"]` gives that thread, never another thread's."""
+    import threading
+
+    from django.db import connections
+
+    from content_jobs.statements import db
+
+    seen = {}
+
+    def other():
+        seen["db"], seen["django"] = db(), connections["default"]
+        seen["again"] = db()
+        connections["default"].close()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert db() is connections["default"] is db()
+    assert seen["db"] is seen["django"] is seen["again"]
+    assert seen["db"] is not db()
