@@ -247,6 +247,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["content_jobs.parsers.LimitedJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "content_jobs.negotiation.KeptNegotiation",
     "EXCEPTION_HANDLER": "content_jobs.api_errors.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "content_jobs.pagination.JobPagination",
     "PAGE_SIZE": 50,

@@ -778,3 +778,41 @@ def test_a_token_acts_as_its_user_and_an_inactive_users_token_is_401_and_changes
         body = assert_problem(response, 401, "authentication_failed")
         assert body["detail"] == "User inactive or deleted."
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("accept, status", [
+    (None, 200), ("*/*", 200), ("application/json", 200), ("application/json; indent=4", 200),
+    ("text/html;q=0.9, */*;q=0.8", 200), ("application/*", 200), ("text/html", 406), ("image/png, text/csv", 406),
+])
+def test_the_answer_to_an_accept_header_is_drfs_each_time(member, company, accept, status):
+    """Content negotiation's choice is kept for each Accept header (content_jobs.negotiation):
+    DRF's own choice, the first time and after; a 406 each time for a header no renderer takes."""
+    from rest_framework.exceptions import NotAcceptable
+    from rest_framework.negotiation import DefaultContentNegotiation
+    from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from content_jobs.negotiation import KeptNegotiation
+
+    url = f"/api/companies/{company.pk}/content-jobs"
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+
+    def choice(negotiation, renderers):
+        request = Request(APIRequestFactory().get(url, **headers))
+        try:
+            renderer, media_type = negotiation.select_renderer(request, renderers)
+        except NotAcceptable:
+            return "406"
+        return type(renderer), media_type
+
+    for renderers in ([JSONRenderer()], [BrowsableAPIRenderer(), JSONRenderer()]):
+        expected = choice(DefaultContentNegotiation(), renderers)
+        assert [choice(KeptNegotiation(), renderers) for _ in range(3)] == [expected] * 3
+
+    client = client_for(member)
+    answers = [client.get(url, **headers) for _ in range(3)]
+    assert {(r.status_code, r["Content-Type"], r.content) for r in answers} == {
+        (status, answers[0]["Content-Type"], answers[0].content)}
+    assert client.get(url + "?format=json", **headers).status_code == status
+    assert client.get(url + "?format=xml").status_code == 404
