@@ -8,7 +8,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
 	echo $$p; break; fi; done)
 
-.PHONY: run test setup migrate cluster bench clean
+.PHONY: run test setup migrate cluster bench screenshots clean
 WEB ?= 2
 WORKERS ?= 2
 
@@ -50,6 +50,11 @@ cluster: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -r bench/requirements.txt
 	FULL=$(FULL) $(PY) bench/run.py
+
+# The README's screenshots of the web console, taken anew by its browser test.
+screenshots: $(STAMP)
+	@bash scripts/ensure-chromium
+	env -u DATABASE_URL -u REDIS_URL NEXUS_SCREENSHOTS=docs/screenshots $(PY) -m pytest -n 0 tests/e2e/test_console.py -k reach_100_percent
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
