@@ -2,7 +2,6 @@
 import functools
 import uuid
 
-from django.db import connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
@@ -55,8 +54,9 @@ def _token_and_membership(token_model, key: str, company_id: uuid.UUID):
     """The token `key` with its user (None without the token), and that user's membership of
     the company with its company (None without one), by one statement."""
     user_model = token_model._meta.get_field("user").related_model
-    with connection.cursor() as cursor:
-        cursor.execute(_token_and_membership_sql(token_model, user_model, connection.vendor),
+    conn = statements.db()
+    with conn.cursor() as cursor:
+        cursor.execute(_token_and_membership_sql(token_model, user_model, conn.vendor),
                        statements.prepared(Membership, {"company": company_id}) +
                        statements.prepared(token_model, {"key": key}))
         row = cursor.fetchone()

@@ -10,9 +10,9 @@ from .statements import column, columns, db, insert_sql, inserted, instance_valu
 
 def increment(model: type[models.Model], pk, field: str, by: int = 1) -> int | None:
     """Add `by` to `field` of the `model` row `pk` and return the new value; None without the row."""
-    with db().cursor() as cursor:
-        cursor.execute(_increment_sql(model, db().vendor, field),
-                       [by, model._meta.pk.get_db_prep_value(pk, db())])
+    conn = db()
+    with conn.cursor() as cursor:
+        cursor.execute(_increment_sql(model, conn.vendor, field), [by, model._meta.pk.get_db_prep_value(pk, conn)])
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -36,19 +36,20 @@ def insert_numbered(instances: list[models.Model], names: tuple[str, ...], *, nu
     insert."""
     model, n = type(instances[0]), len(instances)
     rows = [instance_values(instance, names) for instance in instances]
-    if db().vendor == "postgresql":
-        sql = _insert_numbered_sql(model, db().vendor, names, number, counter, counter_field, n,
+    conn = db()
+    if conn.vendor == "postgresql":
+        sql = _insert_numbered_sql(model, conn.vendor, names, number, counter, counter_field, n,
                                    tuple(statement for statement, _ in along))
         params = [*chain.from_iterable(params for _, params in along),
-                  n, counter._meta.pk.get_db_prep_value(counter_pk, db()), *chain.from_iterable(rows)]
+                  n, counter._meta.pk.get_db_prep_value(counter_pk, conn), *chain.from_iterable(rows)]
     else:
-        with db().cursor() as cursor:
+        with conn.cursor() as cursor:
             for statement, params in along:
                 cursor.execute(statement, params)
         last = increment(counter, counter_pk, counter_field, by=n)
         sql = insert_sql(model, names + (number,), n, returning=("pk", number))
         params = [*chain.from_iterable(row + [last - n + 1 + i] for i, row in enumerate(rows))]
-    with db().cursor() as cursor:
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         pks = {value: pk for pk, value in cursor.fetchall()}  # by number: RETURNING promises no order
     first = max(pks) - n + 1

@@ -13,10 +13,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from .counters import insert_numbered
-from .statements import db
 from .models import Company, ContentJob, JobEvent
 from .representation import job_representation
 from .signals import job_changed
+from .statements import db
 
 STATUS = "content_job.status"
 RUNNING = "content_job.running"
@@ -118,7 +118,7 @@ def stored_together(*, commit: bool = False):
     companies = sorted(by_company)
     for company_id in companies:
         if commit and company_id == companies[-1] and hasattr(db(), "commit_with_next"):
-            db().commit_with_next()
+            db().commit_with_next()  # PostgreSQL's backend (nexus_site.postgresql)
         _store(by_company[company_id])
 
 

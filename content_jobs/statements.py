@@ -7,7 +7,9 @@ against 0.3 ms for a log line, whose statements were already written out. Here a
 built once per shape and kept; values are prepared by their model fields, as the ORM would.
 The log lines' statements (job_logs.services) and the worker's claim of its task rows
 (content_jobs.task_rows) name their tables and columns with the helpers here too, and the two
-lookups every API request makes (its token, its membership) are select_with statements.
+lookups every API request makes (its token, its membership) are select_with statements, or one
+statement of content_jobs.authentication under a company's path. db() is the thread's
+database connection, as django.db.connection is, for less.
 """
 import functools
 import threading
@@ -128,23 +130,24 @@ def row_fields(model: type[models.Model]) -> tuple[str, ...]:
 def instance_from_row(model: type[models.Model], row) -> models.Model:
     """A model instance from a row of its row_fields as the database gives them, each value
     converted as a query would."""
-    names, converters = _row_reader(model, db().vendor)
+    conn = db()
+    names, converters = _row_reader(model, conn.vendor)
     row = list(row)
     for index, column, functions in converters:
         for convert in functions:
-            row[index] = convert(row[index], column, db())
-    return model.from_db(db().alias, names, row)
+            row[index] = convert(row[index], column, conn)
+    return model.from_db(conn.alias, names, row)
 
 
 @functools.cache
 def _row_reader(model: type[models.Model], vendor: str) -> tuple[tuple, list]:
     """The concrete fields of `model`, and the converters the ORM would apply to their
     database values (by position)."""
-    names, converters = [], []
+    names, converters, conn = [], [], db()
     for index, field in enumerate(model._meta.concrete_fields):
         names.append(field.attname)
         column = field.get_col(model._meta.db_table)
-        functions = db().ops.get_db_converters(column) + field.get_db_converters(db())
+        functions = conn.ops.get_db_converters(column) + field.get_db_converters(conn)
         if functions:
             converters.append((index, column, functions))
     return tuple(names), converters
@@ -165,8 +168,9 @@ def select_with(model: type[models.Model], related: str, where: dict):
     """The `model` row matching `where` (names to values, all equal; at most one row may), with
     the row of its `related` foreign key read in the same statement, as select_related reads
     it; None without it."""
-    with db().cursor() as cursor:
-        cursor.execute(_select_with_sql(model, db().vendor, related, tuple(where)), prepared(model, where))
+    conn = db()
+    with conn.cursor() as cursor:
+        cursor.execute(_select_with_sql(model, conn.vendor, related, tuple(where)), prepared(model, where))
         row = cursor.fetchone()
     if row is None:
         return None
@@ -186,9 +190,9 @@ def select_locked(model: type[models.Model], pk, names: tuple[str, ...]) -> tupl
     """The `names` fields of the `model` row `pk` as the database gives them, the row locked as
     the ORM's select_for_update locks it (SQLite has no FOR UPDATE: its write lock orders
     writers); None without the row."""
-    with db().cursor() as cursor:
-        cursor.execute(_select_locked_sql(model, db().vendor, names),
-                       [model._meta.pk.get_db_prep_value(pk, db())])
+    conn = db()
+    with conn.cursor() as cursor:
+        cursor.execute(_select_locked_sql(model, conn.vendor, names), [model._meta.pk.get_db_prep_value(pk, conn)])
         return cursor.fetchone()
 
 

@@ -76,8 +76,9 @@ def claim_next(*, worker_id: str, backend_name: str) -> DBTaskResult | None:
     the worker named last in its worker_ids), as the library's worker claims it; None when no
     row is ready. Call it inside a transaction."""
     params = _claim_params(worker_id, backend_name)
-    with db().cursor() as cursor:
-        cursor.execute(_claim_sql(db().vendor), params)
+    conn = db()
+    with conn.cursor() as cursor:
+        cursor.execute(_claim_sql(conn.vendor), params)
         row = cursor.fetchone()
     return None if row is None else instance_from_row(DBTaskResult, row)
 
@@ -124,8 +125,9 @@ def claim_and_start(*, worker_id: str, backend_name: str, close: DBTaskResult | 
     close_sql, closing = update_statement(DBTaskResult, **_closing(getattr(close, "pk", None)))
     claim = _claim_params(worker_id, backend_name)
     params = [*closing, *claim, *prepared(job_model, start), task_path, _UUID_TEXT, queued]
-    sql = _claim_and_start_sql(db().vendor, close_sql, job_model, tuple(start), add_one)
-    with db().cursor() as cursor:
+    conn = db()
+    sql = _claim_and_start_sql(conn.vendor, close_sql, job_model, tuple(start), add_one)
+    with conn.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     split = len(row_fields(DBTaskResult))
