@@ -15,6 +15,8 @@ has a transaction open, and does nothing when it has none).
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import psycopg
 from django.db import ProgrammingError
 from django.db.backends.postgresql import base
@@ -85,15 +87,9 @@ class _TransactionMixin:
         _check_not_committed(state)
         begin = conn.pgconn.transaction_status == IDLE
         commit, state.commit_next = state.commit_next, False
-        if not _PIPELINE:
-            if begin:
-                _command(conn, _begin_command(conn))
-            super().execute(query, params, prepare=prepare, binary=binary)
-            if commit:
-                _command(conn, b"COMMIT")
-                state.committed = True
-            return self
-        with conn.pipeline():  # its end sends them, waits for every answer and raises the first error
+        # A pipeline's end sends what it holds, waits for every answer and raises the first error;
+        # without pipelines (a libpq older than 14), each goes on its own.
+        with conn.pipeline() if _PIPELINE else nullcontext():
             if begin:
                 _command(conn, _begin_command(conn))
             super().execute(query, params, prepare=prepare, binary=binary)
