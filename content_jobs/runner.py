@@ -282,7 +282,7 @@ def run_started(job: ContentJob) -> ContentJob:
     return run_handler(job)()
 
 
-def run_handler(job: ContentJob) -> Callable[[], ContentJob]:
+def run_handler(job: ContentJob) -> "HeldEnd":
     """Run a started job's handler; its end (done, failed or cancelled) comes back as a write
     still to make (call it), alone or inside a transaction of the caller's: the worker's
     loop makes it in the transaction that claims and starts its next job
@@ -291,7 +291,7 @@ def run_handler(job: ContentJob) -> Callable[[], ContentJob]:
     ctx = JobContext(job)
     lease_keeper.hold(ctx)
     try:
-        write = _run_handler(ctx)
+        end = _run_handler(ctx)
     except BaseException as exc:
         lease_keeper.drop(ctx)
         if isinstance(exc, LeaseLost):
@@ -299,17 +299,35 @@ def run_handler(job: ContentJob) -> Callable[[], ContentJob]:
         raise
     finally:
         ctx.cancel_timer()
-    return partial(_end_held, ctx, write)
+    return HeldEnd(ctx, end)
 
 
-def _end_held(ctx: JobContext, write: Callable[[], ContentJob]) -> ContentJob:
-    try:
-        return write()
-    except LeaseLost:
-        _abandoned(ctx.job, ctx.attempt)
-        raise
-    finally:
-        lease_keeper.drop(ctx)
+class HeldEnd:
+    """A run's end still to write, its job's lease held until then: call it to write it (in
+    the caller's transaction, without a savepoint), or, on PostgreSQL, hand statement() to
+    the statement that writes it and finish() what that statement returned (see
+    services.RunEnd). Either way the lease is dropped after."""
+
+    def __init__(self, ctx: JobContext, end: services.RunEnd):
+        self.ctx, self.end = ctx, end
+
+    def __call__(self) -> ContentJob:
+        return self._held(partial(self.end.write, savepoint=False))
+
+    def statement(self) -> tuple[str, list]:
+        return self.end.statement()
+
+    def finish(self, held) -> ContentJob:
+        return self._held(partial(self.end.finish, held))
+
+    def _held(self, write: Callable[[], ContentJob]) -> ContentJob:
+        try:
+            return write()
+        except LeaseLost:
+            _abandoned(self.ctx.job, self.ctx.attempt)
+            raise
+        finally:
+            lease_keeper.drop(self.ctx)
 
 
 def _abandoned(job: ContentJob, attempt: int) -> None:
@@ -319,8 +337,8 @@ def _abandoned(job: ContentJob, attempt: int) -> None:
     logger.warning("job %s attempt %s lost its lease; its run is abandoned", job.pk, attempt)
 
 
-def _run_handler(ctx: JobContext) -> Callable[[], ContentJob]:
-    fence = {"job": ctx.job, "attempt": ctx.attempt, "savepoint": False}
+def _run_handler(ctx: JobContext) -> services.RunEnd:
+    job, attempt = ctx.job, ctx.attempt
     try:
         job_type = registry.get(ctx.job.job_type)
         returned = job_type.handler(ctx)
@@ -328,15 +346,15 @@ def _run_handler(ctx: JobContext) -> Callable[[], ContentJob]:
         result = dict(returned or {})
         if ctx.artifacts:
             result["artifacts"] = ctx.artifacts
-        return partial(services.job_complete, result=result, **fence)
+        return services.run_done(job, attempt, result)
     except JobCancelled:
         ctx.flush()
         ctx.log("Cancelled at a checkpoint.", "warning")
-        return partial(services.job_stop_cancelled, **fence)
+        return services.run_cancelled(job, attempt)
     except JobFailed as exc:
         ctx.flush()
         ctx.log(exc.message, "error")
-        return partial(services.job_fail, code=exc.code, message=exc.message, **fence)
+        return services.run_failed(job, attempt, exc.code, exc.message)
     except LeaseLost:
         raise
     except Exception as exc:  # a handler's bug must fail its job, never the worker
@@ -344,4 +362,4 @@ def _run_handler(ctx: JobContext) -> Callable[[], ContentJob]:
         ctx.flush()
         ctx.log(traceback.format_exc()[-8000:], "error")
         message = f"{type(exc).__name__}: {exc}"
-        return partial(services.job_fail, code="handler_error", message=message[:300], **fence)
+        return services.run_failed(job, attempt, "handler_error", message[:300])

@@ -243,22 +243,54 @@ def job_report_progress(
 def job_complete(*, job: ContentJob, result: dict | None, attempt: int | None = None,
                  savepoint: bool = True) -> ContentJob:
     """A running job's handler finished: done, at 100%."""
-    with transaction.atomic(savepoint=savepoint), events.stored_together(commit=True):
-        return _end_run(job, S.DONE, attempt, progress=100.0, result=result, error=None, lease_expires_at=None)
+    return run_done(job, attempt, result).write(savepoint=savepoint)
 
 
 def job_fail(*, job: ContentJob, code: str, message: str, attempt: int | None = None,
              savepoint: bool = True) -> ContentJob:
     """A running job failed: its handler raised, or its worker was lost for good."""
-    with transaction.atomic(savepoint=savepoint), events.stored_together(commit=True):
-        return _end_run(job, S.FAILED, attempt, error={"code": code, "message": message[:1000]},
-                        lease_expires_at=None)
+    return run_failed(job, attempt, code, message).write(savepoint=savepoint)
 
 
 def job_stop_cancelled(*, job: ContentJob, attempt: int | None = None, savepoint: bool = True) -> ContentJob:
     """A running job's handler stopped at a checkpoint after cancellation was requested."""
-    with transaction.atomic(savepoint=savepoint), events.stored_together(commit=True):
-        return _end_run(job, S.CANCELLED, attempt, error=None, lease_expires_at=None)
+    return run_cancelled(job, attempt).write(savepoint=savepoint)
+
+
+def run_done(job: ContentJob, attempt: int | None, result: dict | None) -> "RunEnd":
+    return RunEnd(job, S.DONE, attempt, progress=100.0, result=result, error=None, lease_expires_at=None)
+
+
+def run_failed(job: ContentJob, attempt: int | None, code: str, message: str) -> "RunEnd":
+    return RunEnd(job, S.FAILED, attempt, error={"code": code, "message": message[:1000]}, lease_expires_at=None)
+
+
+def run_cancelled(job: ContentJob, attempt: int | None) -> "RunEnd":
+    return RunEnd(job, S.CANCELLED, attempt, error=None, lease_expires_at=None)
+
+
+class RunEnd:
+    """A running job's end (done, failed or cancelled) still to write. write() writes it; on
+    PostgreSQL the worker's loop writes a run's end as a part of the statement that claims and
+    starts its next job (content_jobs.task_rows.claim_and_start) instead: statement() is the
+    end's UPDATE, and finish() takes what it returned."""
+
+    def __init__(self, job: ContentJob, target: str, attempt: int | None, **fields: Any):
+        self.job, self.target, self.attempt, self.fields = job, target, attempt, fields
+        self._written: dict | None = None
+
+    def write(self, *, savepoint: bool = True) -> ContentJob:
+        with transaction.atomic(savepoint=savepoint), events.stored_together(commit=True):
+            return _end_run(self.job, self.target, self.attempt, **self.fields)
+
+    def statement(self) -> tuple[str, list]:
+        """The end's UPDATE and its parameters (the run's attempt must be known)."""
+        self._written = {"status": self.target, "finished_at": timezone.now(), **self.fields}
+        return statements.update_statement(ContentJob, **_held_change(self.job, self.attempt, self._written))
+
+    def finish(self, held) -> ContentJob:
+        """After statement() ran: store the end's event (LeaseLost when it changed nothing)."""
+        return _after_held(self.job, self.attempt, held, None, self._written)
 
 
 def _end_run(job: ContentJob, target: str, attempt: int | None, **fields: Any) -> ContentJob:
@@ -279,23 +311,32 @@ def _change_held(job: ContentJob, *, attempt: int, event_type: str | None = None
     What a run writes (progress, its end) is one statement, moving the row only while it is
     running under that attempt, and giving back what others may have changed meanwhile (a
     cancellation request, and with it the event number); the rest of the job is the run's."""
+    held = statements.update_returning(ContentJob, **_held_change(job, attempt, fields))
+    return _after_held(job, attempt, held, event_type, fields)
+
+
+def _held_change(job: ContentJob, attempt: int, fields: dict) -> dict:
+    """_change_held's UPDATE (update_returning's arguments); sets `fields`' updated_at."""
     target = fields.get("status", S.RUNNING)
     if target != S.RUNNING and target not in TRANSITIONS[S.RUNNING]:
         raise InvalidTransition(S.RUNNING, target)
     fields["updated_at"] = fields.get("finished_at") or timezone.now()
-    held = statements.update_returning(
-        ContentJob,
-        values=fields,
-        where={"id": job.pk, "status": S.RUNNING, "attempt": attempt},
-        add_one=("event_seq",),
-        returning=("event_seq", "cancel_requested"),
-    )
+    return {
+        "values": fields,
+        "where": {"id": job.pk, "status": S.RUNNING, "attempt": attempt},
+        "add_one": ("event_seq",),
+        "returning": ("event_seq", "cancel_requested"),
+    }
+
+
+def _after_held(job: ContentJob, attempt: int, held, event_type: str | None, fields: dict) -> ContentJob:
+    """What _change_held does once its UPDATE gave back `held` (None: it matched no row)."""
     if held is None:
         raise LeaseLost(job.pk, attempt)
     for name, value in fields.items():
         setattr(job, name, value)
     job.event_seq, job.cancel_requested = held[0], bool(held[1])
-    events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS[target])
+    events.record_job_event(job, event_type or events.TERMINAL_BY_STATUS[fields.get("status", S.RUNNING)])
     return job
 
 

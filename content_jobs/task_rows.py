@@ -9,9 +9,9 @@ then enqueued_at), with one statement each, built once per database (content_job
   claiming this moment: FOR UPDATE SKIP LOCKED, as the library's get_locked does);
 - a close marks the claimed row successful, unless the reaper closed it meanwhile.
 A run that raised is closed by the library's own set_failed, which writes its traceback.
-On PostgreSQL, where a worker's time is its round trips, the worker's loop sends three of its
-statements as one (claim_and_start): the close of the run that ended, the claim of the next
-row and the start of that row's job.
+On PostgreSQL, where a worker's time is its round trips, the worker's loop sends four of its
+statements as one (claim_and_start): the end of the job run that ended, the close of its row,
+the claim of the next row and the start of that row's job.
 """
 import functools
 
@@ -114,43 +114,53 @@ _UUID_TEXT = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 
 def claim_and_start(*, worker_id: str, backend_name: str, close: DBTaskResult | None, task_path: str,
-                    job_model, start: dict, add_one: tuple[str, ...], queued: str):
-    """On PostgreSQL, one statement for three of a worker's loop: close `close` (the run that
-    ended) as close_successful does, claim the next ready row as claim_next does, and start
-    that row's job if it is a run of `task_path` naming a `job_model` row whose status is
-    `queued`: set `start` (field: value) and add one to each field in `add_one`, as
-    services.job_start's UPDATE does. Returns (the claimed row or None, the started job or
-    None). A claimed run whose job it did not start (not queued any more, or named in another
-    text) is left to the caller. Call it inside a transaction."""
+                    job_model, start: dict, add_one: tuple[str, ...], queued: str,
+                    end: tuple[str, list] | None = None):
+    """On PostgreSQL, one statement for a worker's loop: write `end` (the run's end that came
+    before: an UPDATE that returns, with its parameters) and close `close` (its run's row) as
+    close_successful does, claim the next ready row as claim_next does, and start that row's
+    job if it is a run of `task_path` naming a `job_model` row whose status is `queued`: set
+    `start` (field: value) and add one to each field in `add_one`, as services.job_start's
+    UPDATE does. Returns (the claimed row or None, the started job or None, the row `end`
+    returned or None). A claimed run whose job it did not start (not queued any more, or named
+    in another text) is left to the caller. Call it inside a transaction."""
     close_sql, closing = update_statement(DBTaskResult, **_closing(getattr(close, "pk", None)))
+    end_sql, ending = end if end is not None else (None, [])
     claim = _claim_params(worker_id, backend_name)
-    params = [*closing, *claim, *prepared(job_model, start), task_path, _UUID_TEXT, queued]
+    params = [*ending, *closing, *claim, *prepared(job_model, start), task_path, _UUID_TEXT, queued]
     conn = db()
-    sql = _claim_and_start_sql(conn.vendor, close_sql, job_model, tuple(start), add_one)
+    sql = _claim_and_start_sql(conn.vendor, close_sql, job_model, tuple(start), add_one, end_sql)
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     split = len(row_fields(DBTaskResult))
+    job_end = split + len(row_fields(job_model))
     claimed = None if row[0] is None else instance_from_row(DBTaskResult, row[:split])
-    job = None if row[split] is None else instance_from_row(job_model, row[split:])
-    return claimed, job
+    job = None if row[split] is None else instance_from_row(job_model, row[split:job_end])
+    held = None if end is None or row[job_end] is None else row[job_end:]
+    return claimed, job, held
 
 
 @functools.cache
-def _claim_and_start_sql(vendor: str, close_sql: str, job_model, start_names: tuple, add_one: tuple) -> str:
+def _claim_and_start_sql(vendor: str, close_sql: str, job_model, start_names: tuple, add_one: tuple,
+                         end_sql: str | None = None) -> str:
     c = functools.partial(column, DBTaskResult)
     j = functools.partial(column, job_model)
     task_names, job_names = row_fields(DBTaskResult), row_fields(job_model)
     sets = [f"{j(name)} = %s" for name in start_names] + [f"{j(name)} = {j(name)} + 1" for name in add_one]
     job_id = f"claimed.{c('args_kwargs')} -> 'args' ->> 0"
+    # The ended job is running and the started one queued: never the same row.
+    ended = f"ended AS ({end_sql}), " if end_sql else ""
     return (
-        f"WITH closed AS ({close_sql}), "
+        f"WITH {ended}closed AS ({close_sql}), "
         f"claimed AS ({_claim_sql(vendor)}), "
         f"started AS (UPDATE {table(job_model)} SET {', '.join(sets)} WHERE {j('pk')} = ("
         f"SELECT CASE WHEN claimed.{c('task_path')} = %s AND jsonb_typeof(claimed.{c('args_kwargs')} -> 'args') = 'array' "
         f"AND jsonb_array_length(claimed.{c('args_kwargs')} -> 'args') = 1 AND ({job_id}) ~ %s "
         f"THEN ({job_id})::uuid END FROM claimed) AND {j('status')} = %s "
         f"RETURNING {columns(job_model, job_names)}) "
-        f"SELECT {', '.join(f'claimed.{c(n)}' for n in task_names)}, {', '.join(f'started.{j(n)}' for n in job_names)} "
+        f"SELECT {', '.join(f'claimed.{c(n)}' for n in task_names)}, {', '.join(f'started.{j(n)}' for n in job_names)}"
+        f"{', ended.*' if end_sql else ''} "
         f"FROM (SELECT count(*) FROM closed) AS done LEFT JOIN claimed ON true LEFT JOIN started ON true"
+        f"{' LEFT JOIN ended ON true' if end_sql else ''}"
     )

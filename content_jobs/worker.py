@@ -54,9 +54,10 @@ class RunLoop(Worker):
 
     A job's run is claimed and its job started in one transaction, which also writes the end
     of the job run before it and closes that run's row: a busy worker commits once a job,
-    where the library's loop and the run task made four commits; on PostgreSQL the close of
-    the previous row, the claim and the start are one statement (task_rows.claim_and_start),
-    so a busy worker's job is five round trips where it was seven. A job is ended as soon as its
+    where the library's loop and the run task made four commits; on PostgreSQL the end of the
+    job run before, the close of its row, the claim and the start are one statement
+    (task_rows.claim_and_start), which the BEGIN goes with, and the events go with the COMMIT
+    (nexus_site.postgresql): a busy worker's job is two round trips. A job is ended as soon as its
     handler returns, whether or not a next run is waiting; if that transaction fails, the end
     is written alone, and its row closed, before the claim is tried again (an end refused
     because another attempt holds the job closes its row as failed). The events of both jobs
@@ -70,13 +71,11 @@ class RunLoop(Worker):
 
     def run(self) -> None:
         ended: DBTaskResult | None = None  # the last run's row, closed in the next claim's transaction
-        end: Callable[[], ContentJob] | None = None  # the last run's end, written there too
+        end: runner.HeldEnd | None = None  # the last run's end, written there too
         while self.running:
             try:
                 with transaction.atomic(), events.stored_together(commit=True):
-                    if end is not None:
-                        end()
-                    row, job = self._claim(ended)
+                    row, job = self._claim(ended, end)
                     job_id = _job_id(row)
                     if job is None and job_id is not None:
                         job = runner.start_job(job_id, worker_id=self.worker_id)
@@ -107,23 +106,28 @@ class RunLoop(Worker):
             with transaction.atomic():
                 task_rows.close_successful(task_row=ended)
 
-    def _claim(self, ended: DBTaskResult | None) -> tuple[DBTaskResult | None, ContentJob | None]:
-        """Close the row of the run that ended, claim the next ready row and, on PostgreSQL,
-        start its job: one statement there (where they were three of a busy worker's seven
-        round trips a job); elsewhere two statements, and the caller starts the job."""
+    def _claim(self, ended: DBTaskResult | None, end: runner.HeldEnd | None
+               ) -> tuple[DBTaskResult | None, ContentJob | None]:
+        """Write the end of the run that ended, close its row, claim the next ready row and, on
+        PostgreSQL, start its job: one statement there (where they were four of a busy worker's
+        seven round trips a job); elsewhere three statements, and the caller starts the job."""
         if connection.vendor == "postgresql":
-            row, job = task_rows.claim_and_start(
+            row, job, held = task_rows.claim_and_start(
                 worker_id=self.worker_id, backend_name=self.backend_name, close=ended,
                 task_path=run_content_job.module_path, job_model=ContentJob,
                 start=services.job_start_values(worker_id=self.worker_id), add_one=services.JOB_START_ADDS,
-                queued=ContentJob.Status.QUEUED,
+                queued=ContentJob.Status.QUEUED, end=None if end is None else end.statement(),
             )
+            if end is not None:
+                end.finish(held)  # LeaseLost when another attempt holds the ended job: all undone
             return row, None if job is None else services.job_started(job=job)
+        if end is not None:
+            end()
         if ended is not None:
             task_rows.close_successful(task_row=ended)
         return task_rows.claim_next(worker_id=self.worker_id, backend_name=self.backend_name), None
 
-    def _run(self, row: DBTaskResult, job: ContentJob | None) -> tuple[DBTaskResult | None, Callable | None]:
+    def _run(self, row: DBTaskResult, job: ContentJob | None) -> tuple[DBTaskResult | None, runner.HeldEnd | None]:
         """Run the started job's handler (None: nothing to run); the row to close as successful
         and the job's end still to write, or (None, None) once the row is closed as failed (a
         run that lost its lease, content_jobs.errors.LeaseLost)."""
@@ -139,7 +143,7 @@ class RunLoop(Worker):
             close_old_connections()
 
     @staticmethod
-    def _end_alone(row: DBTaskResult, end: Callable[[], ContentJob]) -> None:
+    def _end_alone(row: DBTaskResult, end: runner.HeldEnd) -> None:
         """Write a run's end and close its row as successful, in a transaction of their own; the
         row closed as failed instead when that fails (a run that lost its lease)."""
         try:
