@@ -139,6 +139,18 @@ def instance_from_row(model: type[models.Model], row) -> models.Model:
     return model.from_db(conn.alias, names, row)
 
 
+def row_parts(row, *models: type[models.Model]) -> list:
+    """A row that reads the row_fields of each of `models` in turn, then anything else: its
+    part for each model, then the rest (select_with, and statements that join or return
+    several tables' rows)."""
+    parts, start = [], 0
+    for model in models:
+        end = start + len(row_fields(model))
+        parts.append(row[start:end])
+        start = end
+    return [*parts, row[start:]]
+
+
 @functools.cache
 def _row_reader(model: type[models.Model], vendor: str) -> tuple[tuple, list]:
     """The concrete fields of `model`, and the converters the ORM would apply to their
@@ -174,9 +186,10 @@ def select_with(model: type[models.Model], related: str, where: dict):
         row = cursor.fetchone()
     if row is None:
         return None
-    split = len(row_fields(model))
-    instance = instance_from_row(model, row[:split])
-    setattr(instance, related, instance_from_row(model._meta.get_field(related).related_model, row[split:]))
+    other = model._meta.get_field(related).related_model
+    own, theirs, _ = row_parts(row, model, other)
+    instance = instance_from_row(model, own)
+    setattr(instance, related, instance_from_row(other, theirs))
     return instance
 
 

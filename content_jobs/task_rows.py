@@ -22,8 +22,8 @@ from django_tasks.signals import task_enqueued
 from django_tasks_db.compat import normalize_json
 from django_tasks_db.models import DBTaskResult, get_date_max
 
-from .statements import (column, columns, db, inserted, instance_from_row, prepared, row_fields, table,
-                         update_returning, update_statement)
+from .statements import (column, columns, db, inserted, instance_from_row, prepared, row_fields, row_parts,
+                         table, update_returning, update_statement)
 
 
 def enqueue_row(task, *args) -> DBTaskResult:
@@ -133,11 +133,10 @@ def claim_and_start(*, worker_id: str, backend_name: str, close: DBTaskResult | 
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
-    split = len(row_fields(DBTaskResult))
-    job_end = split + len(row_fields(job_model))
-    claimed = None if row[0] is None else instance_from_row(DBTaskResult, row[:split])
-    job = None if row[split] is None else instance_from_row(job_model, row[split:job_end])
-    held = None if end is None or row[job_end] is None else row[job_end:]
+    task_part, job_part, end_part = row_parts(row, DBTaskResult, job_model)
+    claimed = None if task_part[0] is None else instance_from_row(DBTaskResult, task_part)
+    job = None if job_part[0] is None else instance_from_row(job_model, job_part)
+    held = None if end is None or end_part[0] is None else end_part
     return claimed, job, held
 
 
