@@ -2,12 +2,13 @@
 import functools
 import uuid
 
+from django.http import Http404
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
 from . import statements
 from .models import Company, Membership
-from .tenancy import remember_membership
+from .tenancy import parse_uuid, remember_membership
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
@@ -45,8 +46,8 @@ def _company_id(request) -> uuid.UUID | None:
     if value is None:
         return None
     try:
-        return uuid.UUID(str(value))
-    except ValueError:
+        return parse_uuid(value)
+    except Http404:
         return None  # the permission check answers 404 for it
 
 
@@ -62,18 +63,15 @@ def _token_and_membership(token_model, key: str, company_id: uuid.UUID):
         row = cursor.fetchone()
     if row is None:
         return None, None
-    parts, start = [], 0
-    for model in (token_model, user_model, Membership, Company):
-        end = start + len(statements.row_fields(model))
-        parts.append(row[start:end])
-        start = end
-    token = statements.instance_from_row(token_model, parts[0])
-    token.user = statements.instance_from_row(user_model, parts[1])
-    if parts[2][0] is None:
+    token_part, user_part, membership_part, company_part, _ = statements.row_parts(
+        row, token_model, user_model, Membership, Company)
+    token = statements.instance_from_row(token_model, token_part)
+    token.user = statements.instance_from_row(user_model, user_part)
+    if membership_part[0] is None:
         return token, None
-    membership = statements.instance_from_row(Membership, parts[2])
+    membership = statements.instance_from_row(Membership, membership_part)
     membership.user = token.user
-    membership.company = statements.instance_from_row(Company, parts[3])
+    membership.company = statements.instance_from_row(Company, company_part)
     return token, membership
 
 

@@ -27,14 +27,15 @@ def membership_for(user, company_id, request=None) -> Membership:
     Read already when the request's authentication read it for this user and company."""
     if not user or not user.is_authenticated:
         raise Http404
+    company_id = parse_uuid(company_id)
     known = getattr(request, "_nexus_membership", None)
-    if known is not None and known[0] == user.pk and known[1] == parse_uuid(company_id):
+    if known is not None and known[0] == user.pk and known[1] == company_id:
         if known[2] is None:
             raise Http404
         return known[2]
     # Every API request asks this: one written-out statement (0.06 ms here), where the ORM
     # built and compiled its query each time (0.65 ms, a sixth of a submission's time).
-    membership = statements.select_with(Membership, "company", {"user": user.pk, "company": parse_uuid(company_id)})
+    membership = statements.select_with(Membership, "company", {"user": user.pk, "company": company_id})
     if membership is None:
         raise Http404
     return membership
