@@ -285,7 +285,7 @@ class RunEnd:
 
     def statement(self) -> tuple[str, list]:
         """The end's UPDATE and its parameters (the run's attempt must be known)."""
-        self._written = {"status": self.target, "finished_at": timezone.now(), **self.fields}
+        self._written = _ended(self.target, self.fields)
         return statements.update_statement(ContentJob, **_held_change(self.job, self.attempt, self._written))
 
     def finish(self, held) -> ContentJob:
@@ -301,7 +301,12 @@ def _end_run(job: ContentJob, target: str, attempt: int | None, **fields: Any) -
         if job.status != S.RUNNING:
             raise InvalidTransition(job.status, target)
         attempt = job.attempt
-    return _change_held(job, attempt=attempt, status=target, finished_at=timezone.now(), **fields)
+    return _change_held(job, attempt=attempt, **_ended(target, fields))
+
+
+def _ended(target: str, fields: dict) -> dict:
+    """What a run's end writes: its status, its time and the end's own fields."""
+    return {"status": target, "finished_at": timezone.now(), **fields}
 
 
 def _change_held(job: ContentJob, *, attempt: int, event_type: str | None = None, **fields: Any) -> ContentJob:
