@@ -63,3 +63,27 @@ def spin(ctx):
         if delay > 0:
             time.sleep(delay)
     return {"calls": calls}
+
+
+class GateParams(StrictParamsSerializer):
+    queued = serializers.IntegerField(min_value=1, max_value=100_000)
+    thenMs = serializers.IntegerField(min_value=0, max_value=60_000, default=0)
+    timeoutMs = serializers.IntegerField(min_value=1, max_value=600_000, default=120_000)
+
+
+@register("bench.gate", params=GateParams, description="Holds its worker until jobs are queued behind it.")
+def gate(ctx):
+    """Waits until `queued` jobs of its company are queued, then `thenMs` more. The embedded
+    worker runs one job at a time, so the jobs behind a gate start back to back once a client
+    that submits them one by one has submitted them all: a figure over those jobs then measures
+    them, not how fast the client submits."""
+    from content_jobs.models import ContentJob
+
+    waiting = ContentJob.objects.filter(company_id=ctx.job.company_id, status=ContentJob.Status.QUEUED)
+    deadline = time.monotonic() + ctx.params["timeoutMs"] / 1000
+    while waiting.count() < ctx.params["queued"]:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {ctx.params['queued']} jobs queued")
+        time.sleep(0.01)
+    time.sleep(ctx.params["thenMs"] / 1000)
+    return {}

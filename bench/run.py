@@ -283,16 +283,19 @@ def job_fanout(pool, server, subscribers: int, burst: int) -> list[dict]:
 
 def many_jobs_fanout(pool, server, burst: int, jobs: int = 100, per_job: int = 10) -> dict:
     """`jobs` jobs, each bursting `burst` log lines to its own `per_job` streams (the embedded
-    worker runs them one after another, so a job's own cost, start to end, is in the span)."""
-    submitted = [submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log", "batch": BATCH,
-                                                "startDelayMs": int(1000 + jobs * per_job * 1.5) if i == 0 else 0})
-                 for i in range(jobs)]  # the first job waits for everybody to connect
+    worker runs them one after another, so a job's own cost, start to end, is in the span).
+    A gate job holds the worker until all are submitted (one POST at a time, 25 to 50 ms each
+    while the server fans out: a run whose jobs caught up with them measured the POSTs), then
+    until everybody is connected."""
+    gate = submit(server, "bench.gate", {"queued": jobs, "thenMs": int(1000 + jobs * per_job * 1.5)})
+    submitted = [submit(server, "bench.pulse", {"count": burst, "intervalMs": 0, "kind": "log", "batch": BATCH})
+                 for _ in range(jobs)]
     paths = [job["logsUrl"] for job in submitted]
     procs = SIZES["client_procs"]
     args = [{"host": "127.0.0.1", "port": server.port, "paths": paths[i::procs], "n": per_job, "expect": burst,
              "timeout": 120} for i in range(procs)]
     result = merge(watchers(pool, args).get())
-    for job in submitted:
+    for job in [gate, *submitted]:
         wait_done(server, job["jobId"])
     span = result.get("last_recv", 0) - result.get("first_stamp", 0)
     result["rate"] = result["received"] / span if span > 0 else float("nan")
