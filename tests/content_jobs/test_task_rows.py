@@ -4,6 +4,7 @@ order, and the states it would leave them in."""
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -94,6 +95,44 @@ def test_two_workers_claiming_at_once_never_claim_the_same_row():
     assert None not in rows
     assert len({row.pk for row in rows}) == 20
     assert {row.pk: row.worker_ids for row in DBTaskResult.objects.all()} == {row.pk: row.worker_ids for row in rows}
+
+
+def claim_plan() -> str:
+    """How the database runs the claim's statement whatever its parameters: SQLite's plan with
+    every parameter NULL; PostgreSQL's generic plan (what a prepared claim runs by, once psycopg
+    prepared it)."""
+    sql = task_rows._claim_sql(connection.vendor)
+    params = task_rows._claim_params("w1", "default")
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("EXPLAIN QUERY PLAN " + sql, [None] * len(params))
+            return "\n".join(row[-1] for row in cursor.fetchall())
+        numbered = sql.split("%s")
+        sql = "".join(part + (f"${n}" if n < len(numbered) else "") for n, part in enumerate(numbered, 1))
+        with transaction.atomic():
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            # Parameters bound by the client: "$1" is the prepared statement's, not these ones'.
+            raw = psycopg.ClientCursor(connection.connection)
+            raw.execute("PREPARE nexus_claim_plan AS " + sql)
+            try:
+                raw.execute(f"EXPLAIN EXECUTE nexus_claim_plan({', '.join(['%s'] * len(params))})", params)
+                return "\n".join(row[0] for row in raw.fetchall())
+            finally:
+                raw.execute("DEALLOCATE nexus_claim_plan")
+
+
+def test_a_claim_reads_the_ready_rows_by_their_index_whatever_its_parameters(db):
+    """The library's index of ready rows is partial (status 'READY'): a claim that named the
+    status by a parameter was planned again on each run (SQLite), or by a generic plan that read
+    every row the queue ever had (PostgreSQL)."""
+    for n in range(30):
+        echo.enqueue(f"word {n}")
+    DBTaskResult.objects.update(status="SUCCESSFUL")
+    echo.enqueue("ready")
+    plan = claim_plan()
+    assert "tasks_db_new_ordering_idx" in plan, plan
+    assert claim().args_kwargs["args"] == ["ready"]
+    assert claim() is None
 
 
 def test_a_close_marks_a_running_row_successful_but_never_one_the_reaper_closed(db):
