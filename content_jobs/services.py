@@ -458,6 +458,18 @@ def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
     return reaped
 
 
+def _claims_before(when):
+    """The job runs claimed before `when` and still running, oldest first, locked as
+    _skipping_locked locks (read by the index of running rows: migration 0004). Call it
+    inside a transaction."""
+    from django_tasks_db.models import DBTaskResult
+
+    from .tasks import run_content_job
+
+    runs = DBTaskResult.objects.running().filter(task_path=run_content_job.module_path, started_at__lt=when)
+    return _skipping_locked(runs.order_by("started_at"))
+
+
 def runs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
     """Close the task rows of runs whose worker is gone, which django-tasks-db would leave
     running for ever: the run of an attempt that jobs_reap took back, a run whose worker died
@@ -472,14 +484,11 @@ def runs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
 
     from job_logs.services import log_append
 
-    from .tasks import run_content_job
-
     now = now or timezone.now()
     claimed_before = now - timedelta(seconds=settings.NEXUS_LEASE_SECONDS)
     requeued: list[ContentJob] = []
     with transaction.atomic():
-        runs = DBTaskResult.objects.running().filter(task_path=run_content_job.module_path, started_at__lt=claimed_before)
-        for run in _skipping_locked(runs.order_by("started_at"))[:limit]:
+        for run in _claims_before(claimed_before)[:limit]:
             job_id = run.args_kwargs["args"][0]
             worker = run.worker_ids[-1] if run.worker_ids else "its worker"
             job = ContentJob.objects.select_for_update().filter(pk=job_id).first()
