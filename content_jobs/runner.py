@@ -204,6 +204,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._asleep = False  # it holds nothing and sleeps until it is woken
 
     def hold(self, ctx: JobContext) -> None:
         with self._lock:
@@ -211,9 +212,12 @@ class LeaseKeeper:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="nexus-lease-keeper", daemon=True)
                 self._thread.start()
-            idle = len(self._held) == 1
-        if idle:
-            self._wake.set()  # it sleeps while it holds nothing
+            asleep, self._asleep = self._asleep, False
+        if asleep:
+            # Woken only from its sleep: awake, it looks at what it holds every TICK, well
+            # before a new lease's first renewal. A worker running short jobs one after another
+            # woke it for each of them (a thread's wake-up a job).
+            self._wake.set()
 
     def drop(self, ctx: JobContext) -> None:
         with self._lock:
@@ -224,6 +228,7 @@ class LeaseKeeper:
             self._wake.clear()
             with self._lock:
                 held = [list(entry) for entry in self._held.values()]
+                self._asleep = not held
             if not held:
                 self._wake.wait()
                 continue

@@ -369,6 +369,55 @@ def test_a_job_whose_run_a_dead_worker_had_claimed_is_run_to_done_by_the_next_wo
         "step 1/2", "step 2/2", "finished"]
 
 
+def test_the_lease_keeper_is_woken_from_its_sleep_only_and_renews_every_lease_it_holds(company, settings):
+    """Jobs that follow one another each hold their lease with the keeper; it is woken when it
+    sleeps holding nothing, not for each job (a thread's wake-up a job: no-op jobs in-process did
+    382 to 436 a second with it, 439 to 529 without), and still renews a lease taken while it
+    was awake."""
+    from content_jobs.runner import JobContext, LeaseKeeper
+
+    settings.NEXUS_HEARTBEAT_SECONDS = 0.1
+
+    class Counted(type(LeaseKeeper()._wake)):
+        sets = 0
+
+        def set(self):
+            Counted.sets += 1
+            super().set()
+
+    keeper = LeaseKeeper()
+    keeper._wake = Counted()
+
+    def started():
+        job, _ = services.job_submit(company=company, job_type="demo.steps", params={"steps": 1, "delayMs": 0})
+        return JobContext(services.job_start(job_id=job.pk, worker_id="w1"))
+
+    def renewed(ctx):
+        first = ContentJob.objects.get(pk=ctx.job_id).lease_expires_at
+        wait_for(lambda: ContentJob.objects.get(pk=ctx.job_id).lease_expires_at > first, timeout=3)
+
+    long_one = started()
+    keeper.hold(long_one)  # its thread starts
+    renewed(long_one)
+    short = [started() for _ in range(50)]
+    keeper.drop(long_one)  # awake: it looks at what it holds again within a heartbeat
+    for ctx in short:  # short jobs, one after another
+        keeper.hold(ctx)
+        keeper.drop(ctx)
+    assert Counted.sets <= 1  # none, unless it fell asleep right amid them
+    late = started()
+    keeper.hold(late)
+    renewed(late)
+    keeper.drop(late)
+    wait_for(lambda: keeper._asleep, timeout=3)
+    woken = Counted.sets
+    after_sleep = started()
+    keeper.hold(after_sleep)  # woken again
+    renewed(after_sleep)
+    keeper.drop(after_sleep)
+    assert Counted.sets == woken + 1
+
+
 def test_log_lines_stores_a_chunk_in_order_between_single_lines(api, jobs_url, worker):
     job_id = submit(api, jobs_url, "test.chunks", {})
     wait_for(lambda: job_status(job_id) == "done")
