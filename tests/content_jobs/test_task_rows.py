@@ -123,8 +123,8 @@ def claim_plan() -> str:
 
 def test_a_claim_reads_the_ready_rows_by_their_index_whatever_its_parameters(db):
     """The library's index of ready rows is partial (status 'READY'): a claim that named the
-    status by a parameter was planned again on each run (SQLite), or by a generic plan that read
-    every row the queue ever had (PostgreSQL)."""
+    status by a parameter was planned anew on every run, and the plan either database makes
+    without the value reads rows the index would have passed over."""
     for n in range(30):
         echo.enqueue(f"word {n}")
     DBTaskResult.objects.update(status="SUCCESSFUL")
