@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import events, registry, statements, task_rows
@@ -147,7 +147,8 @@ def _create_job(company, job_type, params, source_task_id, idempotency_key, fing
     # The event last: it takes the company's counter row, locked until the commit (concurrent
     # submissions of a company wait for it).
     along = [statements.insert_statement(job), statements.insert_statement(run)]
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    conn = statements.db()
+    if conn.vendor == "postgresql" and not conn.in_atomic_block:
         events.store_with(event, along)  # one statement, its own commit
     else:
         # In a caller's transaction, a savepoint, as before: a failed submission leaves the

@@ -22,13 +22,14 @@ import uuid
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, connection, connections, transaction
+from django.db import OperationalError, close_old_connections, connections, transaction
 from django.utils.crypto import get_random_string
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import is_locked_database_exception
 
 from . import events, runner, services, task_rows
+from .statements import db
 from .errors import LeaseLost
 from .models import ContentJob
 from .tasks import run_content_job
@@ -111,7 +112,7 @@ class RunLoop(Worker):
         """Write the end of the run that ended, close its row, claim the next ready row and, on
         PostgreSQL, start its job: one statement there (where they were four of a busy worker's
         seven round trips a job); elsewhere three statements, and the caller starts the job."""
-        if connection.vendor == "postgresql":
+        if db().vendor == "postgresql":
             row, job, held = task_rows.claim_and_start(
                 worker_id=self.worker_id, backend_name=self.backend_name, close=ended,
                 task_path=run_content_job.module_path, job_model=ContentJob,

@@ -2,7 +2,7 @@
 from functools import cache, partial
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -11,7 +11,7 @@ from content_jobs.errors import LogMessageTooLong
 from content_jobs.models import ContentJob
 from content_jobs.services import job_check_lease
 from content_jobs.signals import log_appended
-from content_jobs.statements import column, columns, insert_sql, prepared, table
+from content_jobs.statements import column, columns, db, insert_sql, prepared, table
 
 from .models import LogCursor, LogLine
 
@@ -35,7 +35,8 @@ def log_append_many(*, job_id, entries: list[tuple[str, str]], attempt: int | No
     """
     for message, _severity in entries:
         _check(message)
-    if attempt is not None and connection.vendor == "postgresql" and not connection.in_atomic_block:
+    conn = db()
+    if attempt is not None and conn.vendor == "postgresql" and not conn.in_atomic_block:
         lines = _append_in_one_statement(job_id, entries, attempt)
         if lines is not None:
             log_appended.send(sender=LogLine, job_id=job_id, lines=lines)  # committed
@@ -82,7 +83,7 @@ def _insert(job_id, lines: list[LogLine], now) -> None:
     if not lines:
         return
     job, when = prepared(LogLine, {"job": job_id, "created_at": now})
-    with connection.cursor() as cursor:
+    with db().cursor() as cursor:
         for start in range(0, len(lines), INSERT_ROWS):
             batch = lines[start:start + INSERT_ROWS]
             cursor.execute(
@@ -106,7 +107,7 @@ def _append_in_one_statement(job_id, entries: list[tuple[str, str]], attempt: in
     params = [job, S.RUNNING, attempt, count, count, settings.NEXUS_LOG_MAX_LINES, count, when]
     for number, (message, severity) in enumerate(entries, 1):
         params += [number, message, severity]
-    with connection.cursor() as cursor:
+    with db().cursor() as cursor:
         cursor.execute(_one_statement_sql(count), params)
         stored = [row[0] for row in cursor.fetchall()]
     if not stored:
