@@ -88,8 +88,9 @@ class NexusASGIHandler(ASGIHandler):
         event loop then sends the answer. Django's asynchronous cycle hands request_started, the
         view and the close to the thread one by one (four hand-offs for a submission, each a
         wake-up of the thread and one of the event loop), runs nine middleware as coroutines and
-        two tasks per request: under 32 clients POSTing, that was 13% of the process's CPU a
-        request. Async views (the streams that Django serves) still take Django's own cycle."""
+        two tasks per request: POSTs one at a time took a median 6.98 ms of the server's CPU
+        each that way, 5.69 ms this way (four alternating runs). Async views (the streams that
+        Django serves) still take Django's own cycle."""
         if not self._view_is_sync(scope):
             return await super().handle(scope, receive, send)
         try:
@@ -98,13 +99,13 @@ class NexusASGIHandler(ASGIHandler):
             return
         try:
             response = await sync_to_async(self._respond, thread_sensitive=True)(scope, body_file)
-            if response.streaming:  # a file
-                if not response.is_async:
-                    response.streaming_content = self._pulled(iter(response.streaming_content))
+            if response.streaming and not response.is_async:  # a file
+                response.streaming_content = self._pulled(iter(response.streaming_content))
+            try:
                 await self.send_response(response, send)
-                await sync_to_async(response.close, thread_sensitive=True)()  # once sent, as Django does
-            else:
-                await self.send_response(response, send)
+            finally:
+                if response.streaming:  # closed once sent (or given up), as Django closes it
+                    await sync_to_async(response.close, thread_sensitive=True)()
         finally:
             body_file.close()
 
