@@ -26,7 +26,7 @@ def handler():
 
 @pytest.fixture
 def hand_offs(handler, monkeypatch):
-    """The calls handed to the request threads, by name of the function handed."""
+    """The calls handed to the request threads, in order."""
     calls = []
     for executor in handler.threads.executors:
         def submit(fn, *args, _submit=executor.submit, **kwargs):
