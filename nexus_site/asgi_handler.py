@@ -12,8 +12,9 @@ allows it (SQLite) and borrows from the pool where it does not (PostgreSQL). A w
 holds no thread at all: it is a coroutine.
 
 A request for a synchronous view (the API, the admin) runs Django's cycle in its thread in one
-hand-off, with the middleware in their synchronous mode (NexusASGIHandler.handle). Stream
-requests that need nothing of Django's cycle skip it (nexus_site.asgi_streams).
+hand-off, with the middleware in their synchronous mode (NexusASGIHandler.handle_sync).
+Stream requests that need nothing of Django's cycle skip it (nexus_site.asgi_streams). A
+request's path is resolved once, on the event loop, for both choices.
 """
 import itertools
 import threading
@@ -25,9 +26,9 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.http import FileResponse
-from django.urls import Resolver404, resolve, set_script_prefix
+from django.urls import set_script_prefix
 
-from .asgi_streams import DirectStreams
+from .asgi_streams import DirectStreams, resolve_scope
 
 
 class RequestThreads:
@@ -69,30 +70,17 @@ class NexusASGIHandler(ASGIHandler):
         self.direct_streams = DirectStreams()
         self.sync_chain = SyncChain()
 
-    def _view_is_sync(self, scope) -> bool:
-        """True unless the path's view is a coroutine (a stream); an unknown path's 404 is
-        computed by the synchronous chain too."""
-        path = scope["path"]
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
-        try:
-            return not iscoroutinefunction(resolve(path).func)
-        except Resolver404:
-            return True
-
-    async def handle(self, scope, receive, send):
-        """A request for a synchronous view runs Django's whole cycle in one hand-off to its
-        thread: request_started, the request object, the middleware in their synchronous mode,
-        the view, and (for an answer held in memory) the close that sends request_finished; the
-        event loop then sends the answer. Django's asynchronous cycle hands request_started, the
-        view and the close to the thread one by one (four hand-offs for a submission, each a
-        wake-up of the thread and one of the event loop), runs nine middleware as coroutines and
-        two tasks per request: POSTs one at a time took a median 6.98 ms of the server's CPU
-        each that way, 5.69 ms this way (four alternating runs). Async views (the streams that
-        Django serves) still take Django's own cycle."""
-        if not self._view_is_sync(scope):
-            return await super().handle(scope, receive, send)
+    async def handle_sync(self, scope, receive, send):
+        """A request for a synchronous view (or for a path without one: its 404) runs Django's
+        whole cycle in one hand-off to its thread: request_started, the request object, the
+        middleware in their synchronous mode, the view, and (for an answer held in memory) the
+        close that sends request_finished; the event loop then sends the answer. Django's
+        asynchronous cycle hands request_started, the view and the close to the thread one by
+        one (four hand-offs for a submission, each a wake-up of the thread and one of the event
+        loop), runs nine middleware as coroutines and two tasks per request: POSTs one at a time
+        took a median 6.98 ms of the server's CPU each that way, 5.69 ms this way (four
+        alternating runs). Async views (the streams that Django serves) still take Django's own
+        cycle (handle)."""
         try:
             body_file = await self.read_body(receive)
         except RequestAborted:
@@ -136,8 +124,13 @@ class NexusASGIHandler(ASGIHandler):
         index = self.threads.borrow()
         try:
             async with ThreadSensitiveContext(executor=self.threads.executors[index]):
-                route = self.direct_streams.route(scope)
-                if route is None or not await self.direct_streams.serve(route, scope, receive, send):
+                match = resolve_scope(scope)
+                route = self.direct_streams.route(scope, match)
+                if route is not None and await self.direct_streams.serve(route, scope, receive, send):
+                    return
+                if match is not None and iscoroutinefunction(match.func):
                     await self.handle(scope, receive, send)
+                else:
+                    await self.handle_sync(scope, receive, send)
         finally:
             self.threads.give_back(index)

@@ -30,7 +30,7 @@ import sys
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.core.handlers.asgi import ASGIRequest
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, ResolverMatch, resolve
 
 from content_jobs.sse import COUNTERS, NoContent, Stream, StreamError, sse_response
 
@@ -118,6 +118,18 @@ def immediate_writer(send):
     return write
 
 
+def resolve_scope(scope) -> ResolverMatch | None:
+    """The view of a request's path (the app's root path taken off); None where none is."""
+    path = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):]
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None
+
+
 class DirectStreams:
     def __init__(self):
         self.enabled = settings.NEXUS_DIRECT_STREAMS and list(settings.MIDDLEWARE) == KNOWN_MIDDLEWARE
@@ -138,9 +150,10 @@ class DirectStreams:
                                        XFrameOptionsMiddleware(unused))
         return self._header_middleware
 
-    def route(self, scope) -> tuple | None:
-        """The stream view and path arguments of a request this path serves; None otherwise."""
-        if not self.enabled or scope["type"] != "http" or scope["method"] != "GET":
+    def route(self, scope, match: ResolverMatch | None) -> tuple | None:
+        """The stream view and path arguments of a request this path serves; None otherwise.
+        `match` is the request's path resolved (resolve_scope)."""
+        if match is None or not self.enabled or scope["type"] != "http" or scope["method"] != "GET":
             return None
         has_credentials = b"token=" in scope.get("query_string", b"")
         for name, _ in scope["headers"]:
@@ -150,14 +163,6 @@ class DirectStreams:
             if name == b"authorization":
                 has_credentials = True
         if not has_credentials:
-            return None
-        path = scope["path"]
-        root = scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):]
-        try:
-            match = resolve(path)
-        except Resolver404:
             return None
         make_source = getattr(match.func, "make_source", None)
         return (make_source, match.kwargs) if make_source is not None else None
