@@ -29,9 +29,9 @@ from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import is_locked_database_exception
 
 from . import events, runner, services, task_rows
-from .statements import db
 from .errors import LeaseLost
 from .models import ContentJob
+from .statements import db
 from .tasks import run_content_job
 
 logger = logging.getLogger(__name__)

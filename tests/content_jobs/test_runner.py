@@ -1,5 +1,6 @@
 """Jobs run through a real task worker thread, on the test database."""
 import json
+import threading
 import time
 
 import pytest
@@ -378,7 +379,7 @@ def test_the_lease_keeper_is_woken_from_its_sleep_only_and_renews_every_lease_it
 
     settings.NEXUS_HEARTBEAT_SECONDS = 0.1
 
-    class Counted(type(LeaseKeeper()._wake)):
+    class Counted(threading.Event):
         sets = 0
 
         def set(self):
