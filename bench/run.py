@@ -153,6 +153,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far, user and system (utime and stime of /proc/PID/stat)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def threads_of(pid: int) -> int:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("Threads:"):
@@ -672,6 +678,50 @@ def alternative_servers(pool, web) -> None:
         proc.wait(20)
 
 
+def submit_layers(tmp: Path) -> None:
+    """What each layer of a submission's path costs a POST: the same 32 clients against daphne
+    with a bare ASGI app, then Django's cycle with the project's middleware, then DRF with the
+    API's authentication and membership check, then the submission itself (no worker running
+    jobs), each endpoint answering 202 (bench/baselines/layers_urls.py). Each layer's POSTs a
+    second, and the server's CPU per POST (its utime and stime over the run): the ceiling that
+    each layer alone leaves on one interpreter."""
+    port = free_port()
+    proc = start([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "--verbosity", "0",
+                  "bench.baselines.bare_asgi:application"])
+    wait_port(port)
+    try:
+        bare = [layer_run(proc.pid, port, "/", "", {"jobType": "bench.noop"}) for _ in range(REPEATS)]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    server = LiveServer(var_dir=tmp / "layers",
+                        extra_env={**BENCH_ENV, "DJANGO_SETTINGS_MODULE": "bench.baselines.layers_settings",
+                                   "NEXUS_EMBEDDED_WORKER": "false"}).prepare().start()
+    company, token = server.company(), server.data["token_alice"]
+    paths = [("+ Django's cycle, project middleware", "/bench/layers/django"),
+             ("+ DRF: token, membership, role, JSON", f"/api/companies/{company}/bench-layers/drf"),
+             ("+ the submission (no worker)", jobs_path(server))]
+    try:
+        layers = [("daphne, a bare ASGI app", bare)]
+        for label, path in paths:
+            layers.append((label, [layer_run(server.proc.pid, server.port, path, token, {"jobType": "bench.noop"})
+                                   for _ in range(REPEATS)]))
+    finally:
+        server.stop()
+    for label, runs in layers:
+        record(f"5. layers: {label}", "POST/s", [r[0] for r in runs], note="32 clients")
+        record(f"5. layers: {label}: CPU/POST", "ms", [r[1] for r in runs],
+               note="the server's; 600 POST/s on one interpreter needs ≤ 1.67 ms")
+
+
+def layer_run(pid: int, port: int, path: str, token: str, body: dict) -> tuple[float, float]:
+    """POSTs a second from 32 clients, and the server's CPU in ms per POST over the run."""
+    before = cpu_seconds(pid)
+    rate, _ = node_post_load(port, path, token, body, 202, SIZES["submit_seconds"])
+    used = cpu_seconds(pid) - before
+    return rate, used * 1000 / (rate * SIZES["submit_seconds"]) if rate else float("nan")
+
+
 # The run -----------------------------------------------------------------------------------------
 def main() -> None:
     started = time.time()
@@ -889,6 +939,9 @@ def main() -> None:
                          note="a submit writes the job, its run and its event, and the server runs the job too")
         finally:
             proc.terminate()
+
+    if NODE and FULL:  # full mode only, to keep the quick run short
+        submit_layers(tmp)
 
     # Cluster on PostgreSQL and Redis, when reachable -----------------------------------------------
     database, redis_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"), \
