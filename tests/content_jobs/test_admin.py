@@ -195,6 +195,23 @@ def test_only_superusers_may_delete_jobs(client, jobs):
     assert ContentJob.objects.filter(pk=job.pk).exists()
 
 
+def test_a_superuser_deletes_a_job_or_a_company_with_their_log_lines(superuser_client, jobs, other_company):
+    job = jobs["failed"]
+    log_append_many(job_id=job.pk, entries=[("line", "info")] * 3)
+    page = superuser_client.get(f"{JOBS}{job.pk}/delete/")
+    assert page.status_code == 200 and "Yes, I’m sure" in page.content.decode()
+    assert superuser_client.post(f"{JOBS}{job.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not ContentJob.objects.filter(pk=job.pk).exists()
+    assert not LogLine.objects.filter(job_id=job.pk).exists() and not JobEvent.objects.filter(job_id=job.pk).exists()
+
+    done = jobs["done"]  # of other_company
+    log_append_many(job_id=done.pk, entries=[("line", "info")])
+    company_url = f"/admin/content_jobs/company/{other_company.pk}/delete/"
+    assert superuser_client.post(company_url, {"post": "yes"}).status_code == 302
+    assert not ContentJob.objects.filter(pk=done.pk).exists() and not LogLine.objects.filter(job_id=done.pk).exists()
+    assert ContentJob.objects.filter(pk=jobs["queued"].pk).exists()  # another company's job stays
+
+
 # Actions
 
 
