@@ -120,6 +120,13 @@ class ContentJobAdmin(LinesGoWithTheirJob, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return request.user.is_superuser
 
+    def delete_model(self, request, obj) -> None:
+        # Through the service: the metrics keep counting the job's run (content_jobs.job_totals).
+        services.jobs_delete(ContentJob.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset) -> None:
+        services.jobs_delete(queryset)
+
     def has_operate_permission(self, request) -> bool:
         """Cancel and retry: for staff who may change jobs (the form itself stays read-only)."""
         return request.user.has_perm("content_jobs.change_contentjob")

@@ -2,17 +2,18 @@
 
 Job figures are read from the database at scrape time (so every process reports the same truth
 and nothing is lost when a worker restarts); stream and event figures are this process's own.
+The counters among the job figures (durations, truncated lines) add what runs that left the
+jobs table had counted (content_jobs.job_totals), so that they never go down.
 """
 import ipaddress
-from datetime import timedelta
-
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
+from django.db.models import Count, Min
 from django.http import HttpResponse
 from django.utils import timezone
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from . import job_totals
 from .api_errors import problem_response
 from .models import ContentJob
 
@@ -23,9 +24,6 @@ PROGRESS_COALESCED = Counter(
     "nexus_progress_updates_coalesced", "progress() calls of this process's handlers that no event row was written for"
 )
 
-DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
-
-
 class JobCollector:
     """Jobs by status and type, the queue and its oldest job, durations, truncated log lines."""
 
@@ -34,7 +32,7 @@ class JobCollector:
         yield GaugeMetricFamily("nexus_jobs", "Jobs by status and type", labels=["status", "job_type"])
         yield GaugeMetricFamily("nexus_jobs_queued", "Jobs waiting for a worker")
         yield GaugeMetricFamily("nexus_oldest_queued_job_age_seconds", "Age of the oldest queued job")
-        yield HistogramMetricFamily("nexus_job_duration_seconds", "Run time of finished jobs", labels=["job_type"])
+        yield HistogramMetricFamily("nexus_job_duration_seconds", "Run time of finished runs", labels=["job_type"])
         yield CounterMetricFamily("nexus_log_lines_truncated", "Log lines counted but not stored (line cap)")
 
     def collect(self):
@@ -48,35 +46,18 @@ class JobCollector:
         age = (timezone.now() - queued["oldest"]).total_seconds() if queued["oldest"] else 0.0
         yield GaugeMetricFamily("nexus_oldest_queued_job_age_seconds", "Age of the oldest queued job", value=age)
 
-        yield self._durations()
-
-        from job_logs.models import LogCursor
-
-        dropped = LogCursor.objects.aggregate(n=Sum("dropped"))["n"] or 0
+        totals = job_totals.read()
+        durations = HistogramMetricFamily(
+            "nexus_job_duration_seconds", "Run time of finished runs (started to finished), by type", labels=["job_type"]
+        )
+        for job_type, entry in sorted(totals.items()):
+            if entry["runs"]:
+                counts = [(str(bound), n) for bound, n in zip(job_totals.DURATION_BUCKETS, entry["buckets"])]
+                counts.append(("+Inf", entry["runs"]))
+                durations.add_metric([job_type], counts, sum_value=entry["seconds"])
+        yield durations
+        dropped = sum(entry["log_lines_dropped"] for entry in totals.values())
         yield CounterMetricFamily("nexus_log_lines_truncated", "Log lines counted but not stored (line cap)", value=dropped)
-
-    def _durations(self):
-        family = HistogramMetricFamily(
-            "nexus_job_duration_seconds", "Run time of finished jobs (started to finished), by type", labels=["job_type"]
-        )
-        duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
-        buckets = {
-            f"le_{i}": Count("id", filter=Q(duration__lte=timedelta(seconds=bound)))
-            for i, bound in enumerate(DURATION_BUCKETS)
-        }
-        rows = (
-            ContentJob.objects.filter(status__in=ContentJob.TERMINAL, started_at__isnull=False, finished_at__isnull=False)
-            .annotate(duration=duration)
-            .values("job_type")
-            .annotate(total=Count("id"), seconds=Sum("duration"), **buckets)
-            .order_by()
-        )
-        for row in rows:
-            counts = [(str(bound), row[f"le_{i}"]) for i, bound in enumerate(DURATION_BUCKETS)]
-            counts.append(("+Inf", row["total"]))
-            total = row["seconds"].total_seconds() if row["seconds"] is not None else 0.0
-            family.add_metric([row["job_type"]], counts, sum_value=total)
-        return family
 
 
 REGISTRY.register(JobCollector())

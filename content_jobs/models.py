@@ -162,3 +162,28 @@ class JobEvent(models.Model):
 
 
 TERMINAL_EVENT_TYPES = frozenset({"content_job.done", "content_job.failed", "content_job.cancelled"})
+
+
+class JobTotals(models.Model):
+    """What /metrics counts of a job type's runs that are no longer in the jobs table.
+
+    A finished run's duration (the histogram nexus_job_duration_seconds) and the log lines that
+    the line cap dropped (nexus_log_lines_truncated) are counters: they must never go down. A run
+    leaves the table when retention prunes its job, when the job is retried (its run's times are
+    cleared for the next attempt) and when the job is deleted (the admin, a company's deletion).
+    content_jobs.job_totals adds it here first, in the same transaction.
+    """
+
+    job_type = models.CharField(max_length=100, primary_key=True)
+    runs = models.PositiveBigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    # Runs at or under each bound of content_jobs.job_totals.DURATION_BUCKETS, keyed by the
+    # bound as text ("0.1", "0.5", ...).
+    buckets = models.JSONField(default=dict)
+    log_lines_dropped = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "job totals"
+
+    def __str__(self) -> str:
+        return f"totals of {self.job_type}: {self.runs} runs"

@@ -1,10 +1,13 @@
-"""Signal receivers: the event publisher, and the embedded worker's wake-up."""
+"""Signal receivers: the event publisher, the embedded worker's wake-up, and the metrics'
+totals of a deleted company's jobs."""
 from django.conf import settings
 from django.db import transaction
+from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django_tasks.signals import task_enqueued
 
-from . import events, worker
+from . import events, job_totals, worker
+from .models import Company, ContentJob
 from .signals import job_changed
 
 
@@ -27,3 +30,10 @@ def _wake_workers() -> None:
         from .stream_hub import hub
 
         hub.wake_workers()
+
+
+@receiver(pre_delete, sender=Company, dispatch_uid="content_jobs.fold_company_jobs")
+def fold_company_jobs(sender, instance, **kwargs) -> None:
+    # Sent in the deletion's transaction, before its jobs go with it: the metrics keep counting
+    # their runs (content_jobs.job_totals).
+    job_totals.fold(ContentJob.objects.filter(company=instance))

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from . import events, registry, statements, task_rows
+from . import events, job_totals, registry, statements, task_rows
 from .errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunLost
 from .models import Company, ContentJob
 
@@ -369,6 +369,9 @@ def job_retry(*, job: ContentJob, by=None) -> ContentJob:
     job = _locked(job)
     if job.status not in (S.FAILED, S.CANCELLED):
         raise InvalidTransition(job.status, S.QUEUED)
+    # The finished run's times are cleared below: its place in the metrics' durations moves to
+    # the totals (its log stays, and its dropped lines are counted there still).
+    job_totals.fold(ContentJob.objects.filter(pk=job.pk), log_lines=False)
     _move(
         job,
         S.QUEUED,
@@ -390,7 +393,9 @@ def job_is_cancel_requested(*, job_id) -> bool:
 
 def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[str, int]:
     """Delete terminal jobs finished before a time, in batches, with their events, log lines,
-    artifacts and finished task results; returns what was deleted."""
+    artifacts and finished task results; returns what was deleted. What the metrics counted of
+    them is added to their types' totals first (content_jobs.job_totals), in the same
+    transaction."""
     from django_tasks_db.models import DBTaskResult
 
     from job_logs.services import logs_delete_for_jobs
@@ -401,11 +406,14 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
     counts = {"jobs": 0, "events": 0, "lines": 0, "tasks": 0}
     old = ContentJob.objects.filter(status__in=ContentJob.TERMINAL, finished_at__lt=finished_before)
     while True:
-        batch = list(old.values_list("pk", "result")[:batch_size])
-        if not batch:
-            break
-        ids = [pk for pk, _ in batch]
         with transaction.atomic():
+            # Found in the transaction that deletes them, and locked: a retry of one of them
+            # waits for the deletion, or went first (the job is queued then, and not found).
+            batch = list(old.select_for_update().values_list("pk", "result")[:batch_size])
+            if not batch:
+                break
+            ids = [pk for pk, _ in batch]
+            job_totals.fold(ContentJob.objects.filter(pk__in=ids))
             counts["events"] += JobEvent.objects.filter(job_id__in=ids).delete()[0]
             counts["lines"] += logs_delete_for_jobs(job_ids=ids)
             counts["jobs"] += ContentJob.objects.filter(pk__in=ids).delete()[1].get("content_jobs.ContentJob", 0)
@@ -417,6 +425,14 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
                         storage.delete(name)
     counts["tasks"] = DBTaskResult.objects.filter(finished_at__lt=finished_before).delete()[0]
     return counts
+
+
+@transaction.atomic
+def jobs_delete(jobs) -> int:
+    """Delete these jobs (the admin's deletion) with what the ORM deletes with them; what the
+    metrics counted of them is added to their types' totals first. Returns the jobs deleted."""
+    job_totals.fold(jobs)
+    return jobs.delete()[1].get("content_jobs.ContentJob", 0)
 
 
 def _skipping_locked(queryset):

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from content_jobs import services
 from content_jobs.models import ContentJob
+from job_logs.models import LogLine
 from job_logs.services import log_append_many
 
 
@@ -79,3 +80,91 @@ def test_open_streams_are_counted_by_kind(live_server_proc):
             text = httpx.get(f"{live_server_proc.url}/metrics").text
             assert value(text, "nexus_open_streams", kind="log") >= 1
         client.post(f"/api/companies/{company}/content-jobs/{job['jobId']}/cancel")
+
+
+def finished(company, job_type: str, seconds: float, *, fail: bool = False, lines: int = 0) -> ContentJob:
+    """A job of `job_type` that ran for `seconds` and is done (or failed), with `lines` log
+    lines appended while it ran."""
+    params = {"title": "x"} if job_type == "render.card" else {}
+    job, _ = services.job_submit(company=company, job_type=job_type, params=params)
+    job = services.job_start(job_id=job.pk)
+    if lines:
+        log_append_many(job_id=job.pk, entries=[("a", "info")] * lines)
+    ContentJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=seconds))
+    job.refresh_from_db()
+    if fail:
+        return services.job_fail(job=job, code="boom", message="it broke")
+    return services.job_complete(job=job, result={})
+
+
+def counters(text: str, job_type: str) -> tuple:
+    return (value(text, "nexus_job_duration_seconds_count", job_type=job_type),
+            round(value(text, "nexus_job_duration_seconds_sum", job_type=job_type)),
+            value(text, "nexus_job_duration_seconds_bucket", job_type=job_type, le="1.0"),
+            value(text, "nexus_job_duration_seconds_bucket", job_type=job_type, le="5.0"),
+            value(text, "nexus_log_lines_truncated_total"))
+
+
+@pytest.mark.django_db
+def test_pruning_jobs_takes_nothing_off_the_counters(client, company, settings):
+    settings.NEXUS_LOG_MAX_LINES = 2
+    finished(company, "render.card", 3, lines=6)  # 4 lines dropped
+    finished(company, "render.card", 0.5)
+    before = counters(scrape(client), "render.card")
+    assert before == (2, 4, 1, 2, 4)
+
+    pruned = services.jobs_prune(finished_before=timezone.now() + timedelta(seconds=1))
+    assert pruned["jobs"] == 2 and not ContentJob.objects.exists()
+    text = scrape(client)
+    assert counters(text, "render.card") == before
+    with pytest.raises(AssertionError):
+        value(text, "nexus_jobs", status="done", job_type="render.card")  # a gauge of the table: gone
+
+    finished(company, "render.card", 10)  # counted on top of what was pruned
+    assert counters(scrape(client), "render.card") == (3, 14, 1, 2, 4)
+
+
+@pytest.mark.django_db
+def test_a_retried_job_keeps_its_failed_run_counted_and_its_dropped_lines_once(client, company, settings):
+    settings.NEXUS_LOG_MAX_LINES = 2
+    job = finished(company, "render.card", 2, fail=True, lines=6)
+    assert counters(scrape(client), "render.card") == (1, 2, 0, 1, 4)
+
+    services.job_retry(job=job)  # its run's times are cleared: the run moves to the totals
+    assert counters(scrape(client), "render.card") == (1, 2, 0, 1, 4)
+
+    job = services.job_start(job_id=job.pk)
+    ContentJob.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(seconds=0.4))
+    job.refresh_from_db()
+    services.job_complete(job=job, result={})
+    assert counters(scrape(client), "render.card") == (2, 2, 1, 2, 4)
+
+
+@pytest.mark.django_db
+def test_deleting_a_job_in_the_admin_or_a_company_takes_nothing_off_the_counters(client, company, other_company,
+                                                                                 settings):
+    from django.contrib.auth import get_user_model
+
+    settings.NEXUS_LOG_MAX_LINES = 2
+    job = finished(company, "render.card", 3, lines=5)  # 3 dropped
+    finished(other_company, "render.card", 0.5)
+    finished(other_company, "demo.steps", 20, lines=3)  # 1 dropped
+    before = scrape(client)
+    assert counters(before, "render.card") == (2, 4, 1, 2, 4)
+
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-root")
+    operator = type(client)()
+    operator.force_login(admin)
+    answer = operator.post(f"/admin/content_jobs/contentjob/{job.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    assert not ContentJob.objects.filter(pk=job.pk).exists()
+    assert not LogLine.objects.filter(job_id=job.pk).exists()
+    assert counters(scrape(client), "render.card") == (2, 4, 1, 2, 4)
+
+    other_company.delete()
+    assert not ContentJob.objects.exists()
+    after = scrape(client)
+    assert counters(after, "render.card") == (2, 4, 1, 2, 4)
+    assert value(after, "nexus_job_duration_seconds_count", job_type="demo.steps") == 1
+    assert value(after, "nexus_job_duration_seconds_bucket", job_type="demo.steps", le="15.0") == 0
+    assert value(after, "nexus_job_duration_seconds_bucket", job_type="demo.steps", le="60.0") == 1
