@@ -8,6 +8,14 @@ loop went there. `ImmediateServer` tries `send()` first when the queue is empty,
 own transports do, and hands whatever the socket did not take (or an error) to Twisted's queue,
 which then works as before: order, flow control and closing are unchanged.
 
+Twisted leaves Nagle's algorithm on for the connections it accepts; asyncio's transports, uvicorn
+and Node's HTTP server turn it off. With it on, a write waits in the kernel while an earlier one
+is not yet acknowledged, and a response's headers and body are two writes (Twisted's
+`Request.write`): the body waited for the client's acknowledgement of the headers.
+`ImmediateServer` sets `TCP_NODELAY` on each connection. POSTs one at a time to a DRF view
+with the API's token authentication and no writes, three alternating runs of 4 s in one hour:
+349 to 367 a second with it, 327 to 333 without.
+
 daphne writes each response chunk through `twisted.web.http.Request.write`, looked up on the
 module `twisted.web.http`, which Twisted wraps in a deprecation proxy whose attribute lookup
 is Python code: another twelfth of the event loop under the same load. `install()` points
@@ -36,6 +44,10 @@ from content_jobs.lean_asyncio import LeanQueue
 
 
 class ImmediateServer(tcp.Server):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.setTcpNoDelay(True)
+
     def write(self, data: bytes) -> None:
         if (data and self.connected and not self.disconnecting and not self._writeDisconnected
                 and not self._tempDataLen and self.offset == len(self.dataBuffer)):

@@ -19,7 +19,6 @@ def connected_pair(buffer: int = 65536):
     accepted, address = listener.accept()
     listener.close()
     accepted.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
-    accepted.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no wait for delayed acks
     accepted.setblocking(False)
     reactor = MemoryReactor()
     server = ImmediateServer(accepted, Protocol(), address, None, 1, reactor)
@@ -40,6 +39,16 @@ def test_a_write_is_sent_at_once_without_registering_for_writing():
     while len(received) < 22:
         received += read_available(client)
     assert received == b"event one\n\nevent two\n\n"
+    client.close()
+    server.connectionLost(Failure(ConnectionDone()))
+
+
+def test_a_connection_sends_without_waiting_for_acknowledgements():
+    server, client, reactor = connected_pair()
+    # Nagle's algorithm off, as asyncio's transports and Node's HTTP server have it: a response's
+    # body does not wait in the kernel for the client's acknowledgement of its headers.
+    assert server.getTcpNoDelay()
+    assert server.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     client.close()
     server.connectionLost(Failure(ConnectionDone()))
 
