@@ -6,6 +6,7 @@ The counters among the job figures (durations, truncated lines) add what runs th
 jobs table had counted (content_jobs.job_totals), so that they never go down.
 """
 import ipaddress
+
 from django.conf import settings
 from django.db.models import Count, Min
 from django.http import HttpResponse
@@ -23,6 +24,7 @@ EVENTS_DELIVERED = Counter("nexus_events_delivered", "Stream events this process
 PROGRESS_COALESCED = Counter(
     "nexus_progress_updates_coalesced", "progress() calls of this process's handlers that no event row was written for"
 )
+
 
 class JobCollector:
     """Jobs by status and type, the queue and its oldest job, durations, truncated log lines."""
