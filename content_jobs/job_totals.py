@@ -13,6 +13,9 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Quer
 
 from .models import ContentJob, JobTotals
 
+# The histogram's bounds. JobTotals keeps its counts by bound: a bound added later would have
+# none of the runs already folded (they cannot be counted again from their sums), so a change of
+# the bounds starts the folded totals anew (a migration that empties JobTotals).
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 
 
