@@ -120,6 +120,13 @@ def test_an_answer_that_arrives_after_the_stream_moved_on_does_not_undo_the_page
     page.route("**/cancel", hold)
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_function("document.getElementById('job-status').textContent === 'cancelled'")
+    # The route's handler stores the server's answer once its fetch returns; Playwright runs it
+    # only while the test waits on the page, and on a loaded machine the page's wait can end
+    # first (seen once in `make test`: held was still empty here).
+    for _ in range(500):
+        if held:
+            break
+        page.wait_for_timeout(10)
     route, answer = held[0]
     assert answer.json()["status"] == "running" and answer.json()["cancelRequested"] is True
     route.fulfill(response=answer)
