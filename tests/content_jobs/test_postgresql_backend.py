@@ -24,11 +24,18 @@ pytestmark = [
 @pytest.fixture
 def wire(monkeypatch):
     """The server's ReadyForQuery statuses on the test thread's connections, in order, as a
-    string (one letter a round trip); `wire()` reads what came since the last call."""
+    string (one letter a round trip); `wire()` reads what came since the last call.
+
+    Statements are not prepared on the traced connections: psycopg prepares a statement by a
+    round trip of its own at the run that reaches DATABASE_PREPARE_THRESHOLD, and a test's
+    INSERT reached it or not by what earlier tests had run on the same connection."""
     trace = tempfile.TemporaryFile(mode="a+b")  # appended to by every traced connection
     live = []
+    thresholds = {}
 
     def start(conn):
+        thresholds.setdefault(conn, conn.prepare_threshold)
+        conn.prepare_threshold = None
         conn.pgconn.trace(trace.fileno())
         conn.pgconn.set_trace_flags(psycopg.pq.Trace.SUPPRESS_TIMESTAMPS | psycopg.pq.Trace.REGRESS_MODE)
         live.append(conn)
@@ -69,6 +76,8 @@ def wire(monkeypatch):
     yield since
     for conn in list(live):
         stop(conn)
+    for conn, threshold in thresholds.items():
+        conn.prepare_threshold = threshold
     trace.close()
 
 
