@@ -96,7 +96,8 @@ def fold(jobs: QuerySet, *, log_lines: bool = True) -> None:
     types = sorted(set(durations) | set(dropped))
     if not types:
         return
-    with transaction.atomic():
+    # Every caller is in its transaction already: no savepoint (two more round trips).
+    with transaction.atomic(savepoint=False):
         JobTotals.objects.bulk_create([JobTotals(job_type=t) for t in types], ignore_conflicts=True)
         for row in JobTotals.objects.select_for_update().filter(job_type__in=types).order_by("job_type"):
             added = durations.get(row.job_type)
