@@ -93,6 +93,15 @@ def test_sign_in_submit_and_watch_a_job_reach_100_percent_with_its_log_in_order(
     assert all((screenshots / name).stat().st_size > 10_000 for name in ("jobs-list.png", "job-page.png"))
 
 
+def until_held(page, held: list) -> None:
+    """Wait until a route's handler has stored what it holds back. Playwright runs the handler
+    (and its fetch to the server) only while the test waits on the page: wait there, 5 s at most."""
+    for _ in range(100):
+        if held:
+            return
+        page.wait_for_timeout(50)
+
+
 def test_cancel_a_running_job_from_its_page(page):
     job_id = submit_demo(page, steps=300, delay_ms=100)
     page.locator(f'tr[data-job-id="{job_id}"] a').click()
@@ -120,13 +129,9 @@ def test_an_answer_that_arrives_after_the_stream_moved_on_does_not_undo_the_page
     page.route("**/cancel", hold)
     page.get_by_role("button", name="Cancel").click()
     page.wait_for_function("document.getElementById('job-status').textContent === 'cancelled'")
-    # The route's handler stores the server's answer once its fetch returns; Playwright runs it
-    # only while the test waits on the page, and on a loaded machine the page's wait can end
-    # first (seen once in `make test`: held was still empty here).
-    for _ in range(500):
-        if held:
-            break
-        page.wait_for_timeout(10)
+    # On a loaded machine the page's wait can end before the handler has stored the answer
+    # (seen once in `make test`: held was still empty here).
+    until_held(page, held)
     route, answer = held[0]
     assert answer.json()["status"] == "running" and answer.json()["cancelRequested"] is True
     route.fulfill(response=answer)
@@ -192,8 +197,7 @@ def test_a_submit_answered_after_the_job_is_done_does_not_undo_its_row(page):
     page.route(re.compile(r"/content-jobs$"), lambda route: held.append((route, route.fetch()))
                if route.request.method == "POST" else route.continue_())
     submit_form(page, "render.card", title="Answered late")
-    while not held:
-        page.wait_for_timeout(50)
+    until_held(page, held)
     route, answer = held[0]
     job_id = answer.json()["jobId"]
     assert answer.json()["status"] == "queued"
