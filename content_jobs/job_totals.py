@@ -1,11 +1,20 @@
-"""The counters /metrics reads from the database: finished runs' durations by job type, and the
-log lines the line cap dropped.
+"""The job figures /metrics reads from the database: jobs by status and type, finished runs'
+durations by job type, and the log lines the line cap dropped.
 
-They are read at scrape time from the jobs still in the table, plus JobTotals: what the runs
-that left the table had added (fold), so that a prune, a retry or a deletion never takes a
-counter down. Prometheus reads a counter that went down as a restart from zero, and its rate()
-would then count every run again.
+A scrape first counts the jobs that finished since the last one into JobTotals (count_finished:
+their runs' durations, and the jobs by status) and marks them counted. It then reads the totals
+and, row by row, only the jobs not counted yet (the active ones and those that finished since):
+a partial index holds just those, so a scrape costs the same with a million jobs kept as with
+ten.
+
+The durations and the dropped lines are counters. When a job leaves the table (a prune, a
+deletion) or its run is cleared (a retry), leaving() adds what was not counted yet to the
+totals and takes the job out of their count by status, in the caller's transaction, so that a
+counter never goes down: Prometheus reads a counter that went down as a restart from zero, and
+its rate() would then count every run again. A deletion around the services (a shell's
+QuerySet.delete()) would leave its jobs in the count by status: the prune counts them anew.
 """
+from collections import defaultdict
 from datetime import timedelta
 
 from django.db import transaction
@@ -14,13 +23,21 @@ from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Quer
 from .models import ContentJob, JobTotals
 
 # The histogram's bounds. JobTotals keeps its counts by bound: a bound added later would have
-# none of the runs already folded (they cannot be counted again from their sums), so a change of
-# the bounds starts the folded totals anew (a migration that empties JobTotals).
+# none of the runs already counted (they cannot be counted again from their sums), so a change of
+# the bounds starts the totals anew (a migration that empties JobTotals and marks every job not
+# counted).
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
+
+# A scrape counts at most this many finished jobs (in transactions of COUNT_BATCH): after an
+# upgrade that finds many jobs finished and not counted, the first scrapes share the work, and
+# each reads the rest row by row meanwhile (as every scrape did before).
+COUNT_BATCH = 2_000
+COUNT_PER_SCRAPE = 20_000
 
 
 def _empty() -> dict:
-    return {"runs": 0, "seconds": 0.0, "buckets": [0] * len(DURATION_BUCKETS), "log_lines_dropped": 0}
+    return {"runs": 0, "seconds": 0.0, "buckets": [0] * len(DURATION_BUCKETS), "log_lines_dropped": 0,
+            "jobs": {}}
 
 
 def _durations(jobs: QuerySet) -> dict[str, dict]:
@@ -45,11 +62,21 @@ def _durations(jobs: QuerySet) -> dict[str, dict]:
     return totals
 
 
+def _by_status(jobs: QuerySet) -> dict[str, dict[str, int]]:
+    """`jobs` counted by job type and status."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in jobs.values("job_type", "status").annotate(n=Count("id")).order_by():
+        counts[row["job_type"]][row["status"]] = row["n"]
+    return counts
+
+
 def _dropped(jobs: QuerySet | None) -> dict[str, int]:
     """The log lines the line cap dropped, by job type: of `jobs`, or of every job."""
     from job_logs.models import LogCursor
 
-    cursors = LogCursor.objects.all() if jobs is None else LogCursor.objects.filter(job__in=jobs)
+    cursors = LogCursor.objects.filter(dropped__gt=0)  # the few a partial index holds
+    if jobs is not None:
+        cursors = cursors.filter(job__in=jobs)
     rows = cursors.values("job__job_type").annotate(n=Sum("dropped")).order_by()
     return {row["job__job_type"]: row["n"] for row in rows if row["n"]}
 
@@ -61,19 +88,23 @@ def _stored() -> dict[str, dict]:
         entry["runs"], entry["seconds"] = row.runs, row.seconds
         entry["buckets"] = [row.buckets.get(str(bound), 0) for bound in DURATION_BUCKETS]
         entry["log_lines_dropped"] = row.log_lines_dropped
+        entry["jobs"] = dict(row.jobs)
     return totals
 
 
 def read() -> dict[str, dict]:
-    """Every job type's counters: the jobs in the table and the folded totals, added up.
+    """Every job type's figures: the totals, and the jobs not counted yet, added up. Each
+    entry: "runs", "seconds", "buckets" and "log_lines_dropped" (counters), and "jobs", the
+    jobs in the table by status.
 
-    A fold commits with the change that takes its runs out of the table, but the table and the
-    totals are read by separate statements: the totals are read again after the table, and the
-    whole is read again if they changed in between (a fold committed), so a scrape never misses
-    the runs a prune took out, nor counts them twice."""
+    A count or a fold commits its change to the totals with its change to the jobs, but the
+    table and the totals are read by separate statements: the totals are read again after the
+    table, and the whole is read again if they changed in between, so a scrape never misses
+    the jobs another one counted or a prune took out, nor counts them twice."""
     for _ in range(5):
         stored = _stored()
-        durations, dropped = _durations(ContentJob.objects.all()), _dropped(None)
+        uncounted = ContentJob.objects.filter(counted=False)
+        durations, statuses, dropped = _durations(uncounted), _by_status(uncounted), _dropped(None)
         if _stored() == stored:
             break
     totals = stored
@@ -82,18 +113,68 @@ def read() -> dict[str, dict]:
         entry["runs"] += live["runs"]
         entry["seconds"] += live["seconds"]
         entry["buckets"] = [a + b for a, b in zip(entry["buckets"], live["buckets"])]
+    for job_type, counts in statuses.items():
+        jobs = totals.setdefault(job_type, _empty())["jobs"]
+        for status, n in counts.items():
+            jobs[status] = jobs.get(status, 0) + n
     for job_type, n in dropped.items():
         totals.setdefault(job_type, _empty())["log_lines_dropped"] += n
     return totals
 
 
-def fold(jobs: QuerySet, *, log_lines: bool = True) -> None:
-    """Add the finished runs of `jobs` (and, with `log_lines`, the lines their line cap dropped)
-    to JobTotals, before they leave the table: in the caller's transaction, with the change that
-    takes them out. A retry keeps the job's log, so its dropped lines stay counted where they are."""
-    durations = _durations(jobs)
-    dropped = _dropped(jobs) if log_lines else {}
-    types = sorted(set(durations) | set(dropped))
+def count_finished() -> int:
+    """Count the finished jobs not counted yet into the totals (COUNT_PER_SCRAPE at most), and
+    mark them counted; returns how many. Each batch is one transaction; jobs that another
+    transaction holds (another scrape's batch, a prune, a retry) are passed over where the
+    database can."""
+    finished = ContentJob.objects.filter(counted=False, status__in=ContentJob.TERMINAL)
+    counted = 0
+    while counted < COUNT_PER_SCRAPE:
+        with transaction.atomic():
+            ids = list(finished.select_for_update(skip_locked=True).values_list("pk", flat=True)
+                       [:min(COUNT_BATCH, COUNT_PER_SCRAPE - counted)])
+            if not ids:
+                break
+            jobs = ContentJob.objects.filter(pk__in=ids)
+            _add(_durations(jobs), _by_status(jobs), {})
+            jobs.update(counted=True)
+        counted += len(ids)
+    return counted
+
+
+def leaving(jobs: QuerySet, *, log_lines: bool = True) -> None:
+    """`jobs` leave the table, or their runs are cleared: in the caller's transaction, with that
+    change, lock them, add what the totals have not counted of their runs, and take the counted
+    ones out of the totals' count by status. With `log_lines`, the lines their line cap dropped
+    are added too (a retry keeps the job's log, so its dropped lines stay counted where they
+    are)."""
+    # Locked first: a scrape counting one of them meanwhile is waited for, or passes it over.
+    list(jobs.select_for_update().values_list("pk", flat=True))
+    durations = _durations(jobs.filter(counted=False))
+    gone = {job_type: {status: -n for status, n in counts.items()}
+            for job_type, counts in _by_status(jobs.filter(counted=True)).items()}
+    _add(durations, gone, _dropped(jobs) if log_lines else {})
+
+
+def recount() -> None:
+    """Count the counted jobs by status anew from the table. A deletion that went around the
+    services (a shell's QuerySet.delete()) leaves its jobs in the totals' count; this puts the
+    count right. It reads the whole table: the prune runs it, never a scrape."""
+    with transaction.atomic():
+        # The totals locked first: a scrape counting jobs meanwhile waits, or went first and is
+        # read here with its jobs.
+        rows = list(JobTotals.objects.select_for_update().order_by("job_type"))
+        counts = _by_status(ContentJob.objects.filter(counted=True))
+        for row in rows:
+            jobs = {status: n for status, n in counts.get(row.job_type, {}).items() if n}
+            if jobs != row.jobs:
+                row.jobs = jobs
+                row.save(update_fields=["jobs"])
+
+
+def _add(durations: dict[str, dict], statuses: dict[str, dict[str, int]], dropped: dict[str, int]) -> None:
+    """Add these figures to the job types' totals, in the caller's transaction."""
+    types = sorted(set(durations) | set(statuses) | set(dropped))
     if not types:
         return
     # Every caller is in its transaction already: no savepoint (two more round trips).
@@ -106,5 +187,9 @@ def fold(jobs: QuerySet, *, log_lines: bool = True) -> None:
                 row.seconds += added["seconds"]
                 row.buckets = {str(bound): row.buckets.get(str(bound), 0) + n
                                for bound, n in zip(DURATION_BUCKETS, added["buckets"])}
+            jobs = dict(row.jobs)
+            for status, n in statuses.get(row.job_type, {}).items():
+                jobs[status] = jobs.get(status, 0) + n
+            row.jobs = {status: n for status, n in jobs.items() if n}
             row.log_lines_dropped += dropped.get(row.job_type, 0)
             row.save()

@@ -2,8 +2,10 @@
 
 Job figures are read from the database at scrape time (so every process reports the same truth
 and nothing is lost when a worker restarts); stream and event figures are this process's own.
-The counters among the job figures (durations, truncated lines) add what runs that left the
-jobs table had counted (content_jobs.job_totals), so that they never go down.
+A scrape counts the jobs that finished since the last one into their types' totals and reads
+those with the jobs not counted yet, so its cost does not grow with the jobs kept; the counters
+among the figures (durations, truncated lines) keep what jobs that left the table had counted,
+so that they never go down (content_jobs.job_totals).
 """
 import ipaddress
 
@@ -38,9 +40,12 @@ class JobCollector:
         yield CounterMetricFamily("nexus_log_lines_truncated", "Log lines counted but not stored (line cap)")
 
     def collect(self):
+        job_totals.count_finished()
+        totals = job_totals.read()
         by_status = GaugeMetricFamily("nexus_jobs", "Jobs by status and type", labels=["status", "job_type"])
-        for row in ContentJob.objects.values("status", "job_type").annotate(n=Count("id")).order_by():
-            by_status.add_metric([row["status"], row["job_type"]], row["n"])
+        for job_type, entry in sorted(totals.items()):
+            for status, n in sorted(entry["jobs"].items()):
+                by_status.add_metric([status, job_type], n)
         yield by_status
 
         queued = ContentJob.objects.filter(status=ContentJob.Status.QUEUED).aggregate(n=Count("id"), oldest=Min("created_at"))
@@ -48,7 +53,6 @@ class JobCollector:
         age = (timezone.now() - queued["oldest"]).total_seconds() if queued["oldest"] else 0.0
         yield GaugeMetricFamily("nexus_oldest_queued_job_age_seconds", "Age of the oldest queued job", value=age)
 
-        totals = job_totals.read()
         durations = HistogramMetricFamily(
             "nexus_job_duration_seconds", "Run time of finished runs (started to finished), by type", labels=["job_type"]
         )

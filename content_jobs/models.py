@@ -82,6 +82,9 @@ class ContentJob(models.Model):
     updated_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The finished job is counted in JobTotals (its run's duration, and the job by its status):
+    # /metrics reads the totals and the jobs not counted yet, never the whole table.
+    counted = models.BooleanField(default=False)
 
     objects = ContentJobQuerySet.as_manager()
 
@@ -99,6 +102,9 @@ class ContentJob(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="job_status_lease"),
             models.Index(fields=["job_type"], name="job_type"),
             models.Index(fields=["source_task_id"], name="job_source_task"),
+            # The jobs /metrics reads row by row: the active ones and the finished ones that a
+            # scrape has not counted yet (content_jobs.job_totals). Counted jobs leave it.
+            models.Index(fields=["status", "job_type"], condition=Q(counted=False), name="job_uncounted"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -165,13 +171,18 @@ TERMINAL_EVENT_TYPES = frozenset({"content_job.done", "content_job.failed", "con
 
 
 class JobTotals(models.Model):
-    """What /metrics counts of a job type's runs that are no longer in the jobs table.
+    """What /metrics counts of a job type's finished runs, kept as they are counted.
 
-    A finished run's duration (the histogram nexus_job_duration_seconds) and the log lines that
-    the line cap dropped (nexus_log_lines_truncated) are counters: they must never go down. A run
-    leaves the table when retention prunes its job, when the job is retried (its run's times are
-    cleared for the next attempt) and when the job is deleted (the admin, a company's deletion).
-    content_jobs.job_totals adds it here first, in the same transaction.
+    A scrape counts the jobs that finished since the last one (ContentJob.counted): their runs'
+    durations go into the histogram's totals (nexus_job_duration_seconds), and the jobs into
+    `jobs` by status (the finished part of the gauge nexus_jobs). So a scrape reads these rows
+    and the few jobs not counted yet, never the whole table.
+
+    The durations and the log lines the line cap dropped (nexus_log_lines_truncated) are
+    counters: they must never go down. When a job leaves the table (retention's prune, the
+    admin's or a company's deletion) or its run is cleared (a retry), content_jobs.job_totals
+    adds what it had not counted yet here first and takes the job out of `jobs`, in the same
+    transaction.
     """
 
     job_type = models.CharField(max_length=100, primary_key=True)
@@ -181,6 +192,8 @@ class JobTotals(models.Model):
     # bound as text ("0.1", "0.5", ...).
     buckets = models.JSONField(default=dict)
     log_lines_dropped = models.PositiveBigIntegerField(default=0)
+    # The counted jobs still in the table, by status ("done": 12, ...).
+    jobs = models.JSONField(default=dict)
 
     class Meta:
         verbose_name_plural = "job totals"

@@ -36,4 +36,4 @@ def _wake_workers() -> None:
 def fold_company_jobs(sender, instance, **kwargs) -> None:
     # Sent in the deletion's transaction, before its jobs go with it: the metrics keep counting
     # their runs (content_jobs.job_totals).
-    job_totals.fold(ContentJob.objects.filter(company=instance))
+    job_totals.leaving(ContentJob.objects.filter(company=instance))

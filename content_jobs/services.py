@@ -369,12 +369,14 @@ def job_retry(*, job: ContentJob, by=None) -> ContentJob:
     job = _locked(job)
     if job.status not in (S.FAILED, S.CANCELLED):
         raise InvalidTransition(job.status, S.QUEUED)
-    # The finished run's times are cleared below: its place in the metrics' durations moves to
-    # the totals (its log stays, and its dropped lines are counted there still).
-    job_totals.fold(ContentJob.objects.filter(pk=job.pk), log_lines=False)
+    # The finished run's times are cleared below: the metrics' totals keep its duration, and
+    # the job is counted again when it finishes (its log stays, and its dropped lines are
+    # counted there still).
+    job_totals.leaving(ContentJob.objects.filter(pk=job.pk), log_lines=False)
     _move(
         job,
         S.QUEUED,
+        counted=False,
         progress=0.0,
         stage="",
         result=None,
@@ -395,7 +397,8 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
     """Delete terminal jobs finished before a time, in batches, with their events, log lines,
     artifacts and finished task results; returns what was deleted. What the metrics counted of
     them is added to their types' totals first (content_jobs.job_totals), in the same
-    transaction."""
+    transaction; at the end, the totals' count of the jobs by status is made anew from the
+    table (a deletion around the services left jobs in it)."""
     from django_tasks_db.models import DBTaskResult
 
     from job_logs.services import logs_delete_for_jobs
@@ -413,7 +416,7 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
             if not batch:
                 break
             ids = [pk for pk, _ in batch]
-            job_totals.fold(ContentJob.objects.filter(pk__in=ids))
+            job_totals.leaving(ContentJob.objects.filter(pk__in=ids))
             counts["events"] += JobEvent.objects.filter(job_id__in=ids).delete()[0]
             counts["lines"] += logs_delete_for_jobs(job_ids=ids)
             counts["jobs"] += ContentJob.objects.filter(pk__in=ids).delete()[1].get("content_jobs.ContentJob", 0)
@@ -424,6 +427,7 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
                     if storage.exists(name):
                         storage.delete(name)
     counts["tasks"] = DBTaskResult.objects.filter(finished_at__lt=finished_before).delete()[0]
+    job_totals.recount()
     return counts
 
 
@@ -431,7 +435,7 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
 def jobs_delete(jobs) -> int:
     """Delete these jobs (the admin's deletion) with what the ORM deletes with them; what the
     metrics counted of them is added to their types' totals first. Returns the jobs deleted."""
-    job_totals.fold(jobs)
+    job_totals.leaving(jobs)
     return jobs.delete()[1].get("content_jobs.ContentJob", 0)
 
 

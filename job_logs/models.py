@@ -1,5 +1,6 @@
 """Log lines of content jobs."""
 from django.db import models
+from django.db.models import Q
 
 from content_jobs.models import ContentJob
 
@@ -51,6 +52,11 @@ class LogCursor(models.Model):
     job = models.OneToOneField(ContentJob, on_delete=models.CASCADE, primary_key=True, related_name="log_cursor")
     last_event_id = models.PositiveBigIntegerField(default=0)
     dropped = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        # /metrics adds up the dropped lines of every job in the table: only the few whose line
+        # cap was reached are read.
+        indexes = [models.Index(fields=["job"], condition=Q(dropped__gt=0), name="log_cursor_dropped")]
 
     def __str__(self) -> str:
         return f"log cursor of {self.job_id} at {self.last_event_id}"

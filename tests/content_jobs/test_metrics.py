@@ -2,11 +2,12 @@
 import re
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from datetime import timedelta
 
-from content_jobs import services
-from content_jobs.models import ContentJob
+from content_jobs import job_totals, services
+from content_jobs.models import ContentJob, JobTotals
 from job_logs.models import LogLine
 from job_logs.services import log_append_many
 
@@ -168,3 +169,95 @@ def test_deleting_a_job_in_the_admin_or_a_company_takes_nothing_off_the_counters
     assert value(after, "nexus_job_duration_seconds_count", job_type="demo.steps") == 1
     assert value(after, "nexus_job_duration_seconds_bucket", job_type="demo.steps", le="15.0") == 0
     assert value(after, "nexus_job_duration_seconds_bucket", job_type="demo.steps", le="60.0") == 1
+
+
+@pytest.mark.django_db
+def test_a_scrape_counts_the_finished_jobs_once_and_does_not_read_them_again(client, company):
+    queued, _ = services.job_submit(company=company, job_type="demo.steps", params={})
+    finished(company, "render.card", 3)
+    finished(company, "render.card", 0.5)
+    failed = finished(company, "demo.steps", 20, fail=True)
+
+    first = scrape(client)
+    assert counters(first, "render.card")[:4] == (2, 4, 1, 2)
+    assert value(first, "nexus_jobs", status="done", job_type="render.card") == 2
+    assert value(first, "nexus_jobs", status="failed", job_type="demo.steps") == 1
+    assert value(first, "nexus_jobs", status="queued", job_type="demo.steps") == 1
+    assert set(ContentJob.objects.filter(counted=False).values_list("pk", flat=True)) == {queued.pk}
+    totals = {row.job_type: (row.runs, row.jobs) for row in JobTotals.objects.all()}
+    assert totals == {"render.card": (2, {"done": 2}), "demo.steps": (1, {"failed": 1})}
+
+    # Counted: the scrape reads the totals, not the job's row (a change behind the services'
+    # back does not show), and counts nothing twice.
+    ContentJob.objects.filter(pk=failed.pk).update(started_at=timezone.now() - timedelta(hours=5))
+    assert job_lines(scrape(client)) == job_lines(first)
+
+
+def job_lines(text: str) -> list[str]:
+    """The job figures of a scrape, but the oldest queued job's age (it grows)."""
+    return [line for line in text.splitlines() if line.startswith("nexus_job") and "oldest" not in line]
+
+
+@pytest.mark.django_db
+def test_jobs_that_leave_before_a_scrape_counted_them_are_counted_once(client, company, other_company, settings):
+    settings.NEXUS_LOG_MAX_LINES = 2
+    retried = finished(company, "render.card", 2, fail=True, lines=5)  # 3 dropped
+    finished(company, "render.card", 3)
+    finished(company, "render.card", 0.5, lines=4)  # 2 dropped
+    finished(other_company, "render.card", 8)
+    services.job_retry(job=retried)  # never scraped: its run goes to the totals as it is cleared
+    services.jobs_prune(finished_before=timezone.now() + timedelta(seconds=1))
+    assert list(ContentJob.objects.values_list("pk", flat=True)) == [retried.pk]
+    assert not JobTotals.objects.filter(jobs__has_key="done").exists()
+
+    text = scrape(client)
+    assert counters(text, "render.card") == (4, 14, 1, 3, 5)
+    assert value(text, "nexus_jobs", status="queued", job_type="render.card") == 1
+    with pytest.raises(AssertionError):
+        value(text, "nexus_jobs", status="done", job_type="render.card")
+
+
+@pytest.mark.django_db
+def test_a_prune_puts_right_the_count_of_jobs_deleted_around_the_services(client, company):
+    gone = finished(company, "render.card", 3)
+    kept = finished(company, "render.card", 0.5)
+    scrape(client)
+    ContentJob.objects.filter(pk=gone.pk).delete()  # a shell's deletion: no service, no totals
+    assert value(scrape(client), "nexus_jobs", status="done", job_type="render.card") == 2
+
+    services.jobs_prune(finished_before=kept.finished_at - timedelta(hours=1))  # prunes nothing
+    text = scrape(client)
+    assert value(text, "nexus_jobs", status="done", job_type="render.card") == 1
+    assert counters(text, "render.card")[:4] == (2, 4, 1, 2)  # its run stays counted
+
+
+@pytest.mark.django_db
+def test_a_scrape_counts_a_bounded_share_and_shows_the_same_figures_meanwhile(client, company, monkeypatch):
+    monkeypatch.setattr(job_totals, "COUNT_PER_SCRAPE", 2)
+    monkeypatch.setattr(job_totals, "COUNT_BATCH", 1)
+    for seconds in (0.05, 0.3, 0.7, 2, 7):
+        finished(company, "render.card", seconds)
+    for left in (3, 1, 0):
+        text = scrape(client)
+        assert ContentJob.objects.filter(counted=False).count() == left
+        assert counters(text, "render.card")[:4] == (5, 10, 3, 4)
+        assert value(text, "nexus_job_duration_seconds_bucket", job_type="render.card", le="0.1") == 1
+        assert value(text, "nexus_jobs", status="done", job_type="render.card") == 5
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+def test_a_scrape_passes_over_a_finished_job_another_transaction_holds(client, company):
+    import psycopg
+
+    held = finished(company, "render.card", 3)
+    finished(company, "render.card", 0.5)
+    db = connection.settings_dict
+    with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]) as other:
+        # A prune or a retry of the job, under way in another process.
+        other.execute("SELECT id FROM content_jobs_contentjob WHERE id = %s FOR UPDATE", [held.pk])
+        text = scrape(client)  # does not wait for it
+        assert counters(text, "render.card")[:4] == (2, 4, 1, 2)
+        assert list(ContentJob.objects.filter(counted=False).values_list("pk", flat=True)) == [held.pk]
+    assert counters(scrape(client), "render.card")[:4] == (2, 4, 1, 2)
+    assert not ContentJob.objects.filter(counted=False).exists()
