@@ -97,7 +97,7 @@ def read() -> dict[str, dict]:
     entry: "runs", "seconds", "buckets" and "log_lines_dropped" (counters), and "jobs", the
     jobs in the table by status.
 
-    A count or a fold commits its change to the totals with its change to the jobs, but the
+    A count or a leaving commits its change to the totals with its change to the jobs, but the
     table and the totals are read by separate statements: the totals are read again after the
     table, and the whole is read again if they changed in between, so a scrape never misses
     the jobs another one counted or a prune took out, nor counts them twice."""

@@ -32,8 +32,8 @@ def _wake_workers() -> None:
         hub.wake_workers()
 
 
-@receiver(pre_delete, sender=Company, dispatch_uid="content_jobs.fold_company_jobs")
-def fold_company_jobs(sender, instance, **kwargs) -> None:
+@receiver(pre_delete, sender=Company, dispatch_uid="content_jobs.company_jobs_leaving")
+def company_jobs_leaving(sender, instance, **kwargs) -> None:
     # Sent in the deletion's transaction, before its jobs go with it: the metrics keep counting
     # their runs (content_jobs.job_totals).
     job_totals.leaving(ContentJob.objects.filter(company=instance))
