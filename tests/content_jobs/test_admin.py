@@ -5,6 +5,8 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from content_jobs import services
@@ -340,3 +342,18 @@ def test_non_staff_users_cannot_run_actions(client, member, jobs):
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
     jobs["queued"].refresh_from_db()
     assert jobs["queued"].status == "queued"
+
+
+def test_a_changelist_page_reads_no_distinct_values_and_counts_only_its_own_rows(superuser_client, jobs):
+    """With many jobs, a page must not read the whole table: no distinct job types or months,
+    and a filtered page counts its filter's rows only."""
+    with CaptureQueriesContext(connection) as queries:
+        page = superuser_client.get(f"{JOBS}?status__exact=done")
+    assert page.status_code == 200
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert not [sql for sql in statements if "DISTINCT" in sql.upper()]
+    counts = [sql for sql in statements if "COUNT(" in sql.upper()]
+    assert len(counts) == 1 and "WHERE" in counts[0].upper()
+    html = page.content.decode()
+    for name in ("demo.steps", "render.card", "render.markdown"):  # the filter's choices, from the registry
+        assert f"?job_type={name}" in html or f"job_type={name}&" in html
