@@ -62,34 +62,57 @@ def _durations(jobs: QuerySet) -> dict[str, dict]:
     return totals
 
 
-def _by_status(jobs: QuerySet) -> dict[str, dict[str, int]]:
-    """`jobs` counted by job type and status."""
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
+def _by_status(jobs: QuerySet, sign: int = 1) -> dict[str, dict]:
+    """`jobs` counted by job type and status (times `sign`)."""
+    totals: dict[str, dict] = defaultdict(_empty)
     for row in jobs.values("job_type", "status").annotate(n=Count("id")).order_by():
-        counts[row["job_type"]][row["status"]] = row["n"]
-    return counts
+        totals[row["job_type"]]["jobs"][row["status"]] = sign * row["n"]
+    return totals
 
 
-def _dropped(jobs: QuerySet | None) -> dict[str, int]:
+def _dropped(jobs: QuerySet | None) -> dict[str, dict]:
     """The log lines the line cap dropped, by job type: of `jobs`, or of every job."""
     from job_logs.models import LogCursor
 
     cursors = LogCursor.objects.filter(dropped__gt=0)  # the few a partial index holds
     if jobs is not None:
         cursors = cursors.filter(job__in=jobs)
-    rows = cursors.values("job__job_type").annotate(n=Sum("dropped")).order_by()
-    return {row["job__job_type"]: row["n"] for row in rows if row["n"]}
+    totals = {}
+    for row in cursors.values("job__job_type").annotate(n=Sum("dropped")).order_by():
+        entry = totals[row["job__job_type"]] = _empty()
+        entry["log_lines_dropped"] = row["n"]
+    return totals
+
+
+def _plus(entry: dict, added: dict) -> None:
+    """Add the figures of `added` to `entry` (both as _empty() makes them)."""
+    entry["runs"] += added["runs"]
+    entry["seconds"] += added["seconds"]
+    entry["buckets"] = [a + b for a, b in zip(entry["buckets"], added["buckets"])]
+    entry["log_lines_dropped"] += added["log_lines_dropped"]
+    jobs = dict(entry["jobs"])
+    for status, n in added["jobs"].items():
+        jobs[status] = jobs.get(status, 0) + n
+    entry["jobs"] = {status: n for status, n in jobs.items() if n}
+
+
+def _sum(*parts: dict[str, dict]) -> dict[str, dict]:
+    """Figures by job type, added up."""
+    totals: dict[str, dict] = {}
+    for part in parts:
+        for job_type, added in part.items():
+            _plus(totals.setdefault(job_type, _empty()), added)
+    return totals
+
+
+def _entry(row: JobTotals) -> dict:
+    return {"runs": row.runs, "seconds": row.seconds,
+            "buckets": [row.buckets.get(str(bound), 0) for bound in DURATION_BUCKETS],
+            "log_lines_dropped": row.log_lines_dropped, "jobs": dict(row.jobs)}
 
 
 def _stored() -> dict[str, dict]:
-    totals = {}
-    for row in JobTotals.objects.order_by("job_type"):
-        entry = totals[row.job_type] = _empty()
-        entry["runs"], entry["seconds"] = row.runs, row.seconds
-        entry["buckets"] = [row.buckets.get(str(bound), 0) for bound in DURATION_BUCKETS]
-        entry["log_lines_dropped"] = row.log_lines_dropped
-        entry["jobs"] = dict(row.jobs)
-    return totals
+    return {row.job_type: _entry(row) for row in JobTotals.objects.order_by("job_type")}
 
 
 def read() -> dict[str, dict]:
@@ -104,22 +127,10 @@ def read() -> dict[str, dict]:
     for _ in range(5):
         stored = _stored()
         uncounted = ContentJob.objects.filter(counted=False)
-        durations, statuses, dropped = _durations(uncounted), _by_status(uncounted), _dropped(None)
+        live = _sum(_durations(uncounted), _by_status(uncounted), _dropped(None))
         if _stored() == stored:
             break
-    totals = stored
-    for job_type, live in durations.items():
-        entry = totals.setdefault(job_type, _empty())
-        entry["runs"] += live["runs"]
-        entry["seconds"] += live["seconds"]
-        entry["buckets"] = [a + b for a, b in zip(entry["buckets"], live["buckets"])]
-    for job_type, counts in statuses.items():
-        jobs = totals.setdefault(job_type, _empty())["jobs"]
-        for status, n in counts.items():
-            jobs[status] = jobs.get(status, 0) + n
-    for job_type, n in dropped.items():
-        totals.setdefault(job_type, _empty())["log_lines_dropped"] += n
-    return totals
+    return _sum(stored, live)
 
 
 def count_finished() -> int:
@@ -136,7 +147,7 @@ def count_finished() -> int:
             if not ids:
                 break
             jobs = ContentJob.objects.filter(pk__in=ids)
-            _add(_durations(jobs), _by_status(jobs), {})
+            _add(_sum(_durations(jobs), _by_status(jobs)))
             jobs.update(counted=True)
         counted += len(ids)
     return counted
@@ -150,10 +161,8 @@ def leaving(jobs: QuerySet, *, log_lines: bool = True) -> None:
     are)."""
     # Locked first: a scrape counting one of them meanwhile is waited for, or passes it over.
     list(jobs.select_for_update().values_list("pk", flat=True))
-    durations = _durations(jobs.filter(counted=False))
-    gone = {job_type: {status: -n for status, n in counts.items()}
-            for job_type, counts in _by_status(jobs.filter(counted=True)).items()}
-    _add(durations, gone, _dropped(jobs) if log_lines else {})
+    _add(_sum(_durations(jobs.filter(counted=False)), _by_status(jobs.filter(counted=True), sign=-1),
+              _dropped(jobs) if log_lines else {}))
 
 
 def recount() -> None:
@@ -166,30 +175,24 @@ def recount() -> None:
         rows = list(JobTotals.objects.select_for_update().order_by("job_type"))
         counts = _by_status(ContentJob.objects.filter(counted=True))
         for row in rows:
-            jobs = {status: n for status, n in counts.get(row.job_type, {}).items() if n}
+            jobs = counts[row.job_type]["jobs"] if row.job_type in counts else {}
             if jobs != row.jobs:
                 row.jobs = jobs
                 row.save(update_fields=["jobs"])
 
 
-def _add(durations: dict[str, dict], statuses: dict[str, dict[str, int]], dropped: dict[str, int]) -> None:
-    """Add these figures to the job types' totals, in the caller's transaction."""
-    types = sorted(set(durations) | set(statuses) | set(dropped))
-    if not types:
+def _add(figures: dict[str, dict]) -> None:
+    """Add these figures (by job type) to the job types' totals, in the caller's transaction."""
+    if not figures:
         return
     # Every caller is in its transaction already: no savepoint (two more round trips).
     with transaction.atomic(savepoint=False):
+        types = sorted(figures)
         JobTotals.objects.bulk_create([JobTotals(job_type=t) for t in types], ignore_conflicts=True)
         for row in JobTotals.objects.select_for_update().filter(job_type__in=types).order_by("job_type"):
-            added = durations.get(row.job_type)
-            if added is not None:
-                row.runs += added["runs"]
-                row.seconds += added["seconds"]
-                row.buckets = {str(bound): row.buckets.get(str(bound), 0) + n
-                               for bound, n in zip(DURATION_BUCKETS, added["buckets"])}
-            jobs = dict(row.jobs)
-            for status, n in statuses.get(row.job_type, {}).items():
-                jobs[status] = jobs.get(status, 0) + n
-            row.jobs = {status: n for status, n in jobs.items() if n}
-            row.log_lines_dropped += dropped.get(row.job_type, 0)
+            entry = _entry(row)
+            _plus(entry, figures[row.job_type])
+            row.runs, row.seconds, row.log_lines_dropped, row.jobs = (
+                entry["runs"], entry["seconds"], entry["log_lines_dropped"], entry["jobs"])
+            row.buckets = {str(bound): n for bound, n in zip(DURATION_BUCKETS, entry["buckets"])}
             row.save()
