@@ -1043,3 +1043,13 @@ def test_the_reaper_reads_running_runs_by_their_index_not_the_whole_task_table(c
                 cursor.execute("SET LOCAL enable_seqscan = off")
         plan = services._claims_before(timezone.now()).explain()
     assert "nexus_task_running_started" in plan, plan
+
+
+@pytest.mark.django_db
+def test_events_are_indexed_by_their_two_streams_order_and_nothing_else():
+    """Every event written updates each index of its table: the streams read events by
+    (job, seq) and (company, company_seq), and nothing reads them by time."""
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, JobEvent._meta.db_table)
+    indexed = {tuple(c["columns"]) for c in constraints.values() if (c["index"] or c["unique"]) and not c["primary_key"]}
+    assert indexed == {("job_id", "seq"), ("company_id", "company_seq")}
