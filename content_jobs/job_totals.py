@@ -14,6 +14,7 @@ counter never goes down: Prometheus reads a counter that went down as a restart 
 its rate() would then count every run again. A deletion around the services (a shell's
 QuerySet.delete()) would leave its jobs in the count by status: the prune counts them anew.
 """
+import sqlite3
 from collections import defaultdict
 from datetime import timedelta
 
@@ -21,6 +22,7 @@ from django.db import transaction
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
 
 from .models import ContentJob, JobTotals
+from .statements import db
 
 # The histogram's bounds. JobTotals keeps its counts by bound: a bound added later would have
 # none of the runs already counted (they cannot be counted again from their sums), so a change of
@@ -33,6 +35,19 @@ DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 # each reads the rest row by row meanwhile (as every scrape did before).
 COUNT_BATCH = 2_000
 COUNT_PER_SCRAPE = 20_000
+# A batch's statements name each of its jobs' ids, beside at most this many values of their own.
+STATEMENT_VALUES = 50
+
+
+def _batch_size() -> int:
+    """COUNT_BATCH, or fewer where one statement may take fewer values: SQLite built before 3.32
+    takes 999 (3.32 and later 32,766), and its build may set another limit."""
+    conn = db()
+    limit = conn.features.max_query_params
+    if conn.vendor == "sqlite":
+        conn.ensure_connection()
+        limit = conn.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return COUNT_BATCH if limit is None else max(1, min(COUNT_BATCH, limit - STATEMENT_VALUES))
 
 
 def _empty() -> dict:
@@ -139,11 +154,11 @@ def count_finished() -> int:
     transaction holds (another scrape's batch, a prune, a retry) are passed over where the
     database can."""
     finished = ContentJob.objects.filter(counted=False, status__in=ContentJob.TERMINAL)
-    counted = 0
+    counted, batch = 0, _batch_size()
     while counted < COUNT_PER_SCRAPE:
         with transaction.atomic():
             ids = list(finished.select_for_update(skip_locked=True).values_list("pk", flat=True)
-                       [:min(COUNT_BATCH, COUNT_PER_SCRAPE - counted)])
+                       [:min(batch, COUNT_PER_SCRAPE - counted)])
             if not ids:
                 break
             jobs = ContentJob.objects.filter(pk__in=ids)

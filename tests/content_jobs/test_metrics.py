@@ -245,6 +245,27 @@ def test_a_scrape_counts_a_bounded_share_and_shows_the_same_figures_meanwhile(cl
         assert value(text, "nexus_jobs", status="done", job_type="render.card") == 5
 
 
+@pytest.mark.django_db
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the limit of a statement's values is SQLite's")
+def test_a_scrape_counts_in_batches_that_a_statement_of_the_database_can_hold(client, company):
+    """SQLite built before 3.32 takes at most 999 values a statement (a build may set its own
+    limit): a batch of 2,000 ids would fail every scrape once that many jobs had finished."""
+    import sqlite3
+
+    for seconds in [0.3] * 40 + [3] * 20:
+        finished(company, "render.card", seconds)
+    connection.ensure_connection()
+    limit = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    connection.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, job_totals.STATEMENT_VALUES + 10)
+    try:
+        text = scrape(client)
+    finally:
+        connection.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+    assert counters(text, "render.card")[:4] == (60, 72, 40, 60)
+    assert value(text, "nexus_jobs", status="done", job_type="render.card") == 60
+    assert not ContentJob.objects.filter(counted=False).exists()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
 def test_a_scrape_passes_over_a_finished_job_another_transaction_holds(client, company):
