@@ -143,9 +143,9 @@ class JobEvent(models.Model):
     """
 
     id = models.BigAutoField(primary_key=True)
-    # Their indexes are the unique constraints' (job, seq) and (company, company_seq); streams
-    # read events by those and nothing reads them by time, so created_at has no index (one more
-    # entry written for every event).
+    # Their indexes are the unique constraints' (job, seq) and (company, company_seq). Streams
+    # read events by those and nothing reads them by time, so created_at has no index: it would
+    # be one more entry to write for every event.
     job = models.ForeignKey(ContentJob, on_delete=models.CASCADE, related_name="events", db_index=False)
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="+", db_index=False)
     seq = models.PositiveBigIntegerField()
