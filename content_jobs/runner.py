@@ -1,4 +1,5 @@
 """Runs one job: the context a handler reports through, and the outcome of its run."""
+import json
 import logging
 import re
 import threading
@@ -343,6 +344,9 @@ def _abandoned(job: ContentJob, attempt: int) -> None:
 
 
 def _run_handler(ctx: JobContext) -> services.RunEnd:
+    """The run's end, whatever the handler did: an end that the database would refuse (a
+    result that is not JSON, a log line over the limit) would leave the job running until its
+    lease ran out, and run it again."""
     job, attempt = ctx.job, ctx.attempt
     try:
         job_type = registry.get(ctx.job.job_type)
@@ -351,6 +355,11 @@ def _run_handler(ctx: JobContext) -> services.RunEnd:
         result = dict(returned or {})
         if ctx.artifacts:
             result["artifacts"] = ctx.artifacts
+        problem = _not_json(result)
+        if problem is not None:
+            message = f"The handler returned a result that is not JSON: {problem}"
+            ctx.log(message, "error")
+            return services.run_failed(job, attempt, "invalid_result", message)
         return services.run_done(job, attempt, result)
     except JobCancelled:
         ctx.flush()
@@ -358,13 +367,39 @@ def _run_handler(ctx: JobContext) -> services.RunEnd:
         return services.run_cancelled(job, attempt)
     except JobFailed as exc:
         ctx.flush()
-        ctx.log(exc.message, "error")
-        return services.run_failed(job, attempt, exc.code, exc.message)
+        ctx.log(_fit_log(str(exc.message)), "error")
+        return services.run_failed(job, attempt, exc.code, str(exc.message))
     except LeaseLost:
         raise
-    except Exception as exc:  # a handler's bug must fail its job, never the worker
+    except BaseException as exc:  # a handler's bug (SystemExit too) must fail its job, never the worker
         logger.exception("job %s failed", ctx.job_id)
         ctx.flush()
-        ctx.log(traceback.format_exc()[-8000:], "error")
+        ctx.log(_fit_log(traceback.format_exc()[-8000:], tail=True), "error")
         message = f"{type(exc).__name__}: {exc}"
         return services.run_failed(job, attempt, "handler_error", message[:300])
+
+
+def _not_json(result: dict) -> str | None:
+    """Why the result cannot be stored as the job's JSON (a value JSON has no form for, NaN or
+    an infinity, a nesting too deep); None when it can."""
+    try:
+        json.dumps(result, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return str(exc)
+    return None
+
+
+TRUNCATED = " [truncated]"
+
+
+def _fit_log(message: str, *, tail: bool = False) -> str:
+    """The message cut to what a log line may hold (NEXUS_LOG_MAX_MESSAGE_BYTES), marked as
+    cut: its start kept, or with `tail` its end (a traceback's last lines say the most)."""
+    limit = settings.NEXUS_LOG_MAX_MESSAGE_BYTES
+    data = message.encode("utf-8")
+    if len(data) <= limit:
+        return message
+    room = max(0, limit - len(TRUNCATED))
+    if tail:
+        return TRUNCATED.strip() + " " + data[len(data) - room:].decode("utf-8", "ignore")
+    return data[:room].decode("utf-8", "ignore") + TRUNCATED

@@ -449,8 +449,10 @@ def _skipping_locked(queryset):
 
 def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
     """Find running jobs whose lease ran out (their worker died or hung) and queue each again
-    while it has attempts left, or fail it with worker_lost; each change is published and
-    logged on the job. Safe to run in every worker at once (SKIP LOCKED where supported)."""
+    while it has attempts left, or fail it with worker_lost; a job whose cancel was asked for
+    is cancelled instead (no handler is left to stop at a checkpoint, and another attempt would
+    run what the cancel meant to stop). Each change is published and logged on the job. Safe
+    to run in every worker at once (SKIP LOCKED where supported)."""
     from job_logs.services import log_append
 
     now = now or timezone.now()
@@ -459,7 +461,16 @@ def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
         expired = ContentJob.objects.filter(status=S.RUNNING, lease_expires_at__lt=now).order_by("lease_expires_at")
         for job in _skipping_locked(expired)[:limit]:
             worker = job.worker_id or "its worker"
-            if job.attempt < settings.NEXUS_MAX_ATTEMPTS:
+            if job.cancel_requested:
+                log_append(
+                    job_id=job.pk,
+                    message=f"Attempt {job.attempt} lost: {worker} stopped renewing its lease. "
+                    "Cancelled, as was asked.",
+                    severity="warning",
+                )
+                # worker_id cleared: runs_reap then closes the lost run as lost, not as ended.
+                _move(job, S.CANCELLED, lease_expires_at=None, worker_id="")
+            elif job.attempt < settings.NEXUS_MAX_ATTEMPTS:
                 log_append(
                     job_id=job.pk,
                     message=f"Attempt {job.attempt} lost: {worker} stopped renewing its lease. "

@@ -2,6 +2,7 @@
 import json
 import threading
 import time
+from datetime import datetime
 
 import pytest
 from django.conf import settings
@@ -89,6 +90,28 @@ def chunks(ctx):
     ctx.log_lines([])
     ctx.log("after")
     return {}
+
+
+class OutcomeParams(registry.StrictParamsSerializer):
+    kind = serializers.ChoiceField(choices=["datetime", "nan", "exit", "long_failure"])
+
+
+OUTCOME_CALLS: dict[str, int] = {}
+
+
+@registry.register("test.outcome", params=OutcomeParams)
+def outcome(ctx):
+    """Ends in a way the database would refuse as it stands: a result that is not JSON, a
+    SystemExit (not an Exception), a failure message longer than a log line may be."""
+    kind = ctx.params["kind"]
+    OUTCOME_CALLS[kind] = OUTCOME_CALLS.get(kind, 0) + 1
+    if kind == "datetime":
+        return {"when": datetime(2026, 1, 1, 12, 0)}
+    if kind == "nan":
+        return {"score": float("nan")}
+    if kind == "exit":
+        raise SystemExit(3)
+    raise JobFailed("tool stderr: " + "x" * 70_000, code="tool_failed")
 
 
 # Helpers -----------------------------------------------------------------------------------
@@ -186,6 +209,59 @@ def test_an_unexpected_exception_fails_the_job_with_handler_error_and_the_worker
     after = wait_for_job(submit(api, jobs_url, "demo.steps", {"steps": 1, "delayMs": 0}))
     assert after.status == "done"
     assert after.worker_id == job.worker_id == worker.worker_id
+
+
+@pytest.mark.parametrize("kind, problem", [
+    ("datetime", "Object of type datetime is not JSON serializable"),
+    ("nan", "Out of range float values are not JSON compliant"),
+])
+def test_a_result_that_is_not_json_fails_the_job_at_once_and_runs_it_once(api, jobs_url, worker, kind, problem):
+    """The database would refuse such a result: the job would stay running until its lease ran
+    out, then run again, and end as worker_lost."""
+    OUTCOME_CALLS.clear()
+    job = wait_for_job(submit(api, jobs_url, "test.outcome", {"kind": kind}), timeout=10)
+    assert (job.status, job.attempt, job.result) == ("failed", 1, None)
+    assert job.error["code"] == "invalid_result"
+    assert job.error["message"].startswith(f"The handler returned a result that is not JSON: {problem}")
+    assert lines(job.pk) == [(1, "error", job.error["message"])]
+    assert [e.type for e in events(job.pk)][-1] == "content_job.failed"
+    assert api.get(f"{jobs_url}/{job.pk}").json()["error"] == job.error
+    assert OUTCOME_CALLS == {kind: 1}
+    assert worker.alive()
+    assert wait_for_job(submit(api, jobs_url, "demo.steps", {"steps": 1, "delayMs": 0})).status == "done"
+
+
+def test_a_handler_that_raises_system_exit_fails_its_job_and_the_worker_goes_on(api, jobs_url, worker):
+    OUTCOME_CALLS.clear()
+    job = wait_for_job(submit(api, jobs_url, "test.outcome", {"kind": "exit"}), timeout=10)
+    assert (job.status, job.attempt, job.error) == ("failed", 1, {"code": "handler_error", "message": "SystemExit: 3"})
+    ((_, severity, trace),) = lines(job.pk)
+    assert severity == "error" and trace.startswith("Traceback") and trace.rstrip().endswith("SystemExit: 3")
+    assert OUTCOME_CALLS == {"exit": 1}
+    assert worker.alive()
+    assert wait_for_job(submit(api, jobs_url, "demo.steps", {"steps": 1, "delayMs": 0})).status == "done"
+
+
+def test_a_failure_message_longer_than_a_log_line_is_logged_cut_and_fails_the_job_at_once(api, jobs_url, worker, settings):
+    OUTCOME_CALLS.clear()
+    limit = settings.NEXUS_LOG_MAX_MESSAGE_BYTES
+    job = wait_for_job(submit(api, jobs_url, "test.outcome", {"kind": "long_failure"}), timeout=10)
+    assert (job.status, job.attempt, job.error["code"]) == ("failed", 1, "tool_failed")
+    assert job.error["message"] == ("tool stderr: " + "x" * 70_000)[:1000]
+    ((_, severity, message),) = lines(job.pk)
+    assert severity == "error"
+    assert message == ("tool stderr: " + "x" * 70_000)[:limit - len(" [truncated]")] + " [truncated]"
+    assert len(message.encode()) == limit
+    assert OUTCOME_CALLS == {"long_failure": 1}
+
+
+def test_a_traceback_longer_than_a_log_line_keeps_its_end(api, jobs_url, worker, settings):
+    settings.NEXUS_LOG_MAX_MESSAGE_BYTES = 120
+    job = wait_for_job(submit(api, jobs_url, "test.boom", {}), timeout=10)
+    assert (job.status, job.error["code"]) == ("failed", "handler_error")
+    (_, _, trace) = lines(job.pk)[-1]
+    assert trace.startswith("[truncated] ") and trace.endswith("ZeroDivisionError: the handler divided by zero\n")
+    assert len(trace.encode()) == 120
 
 
 # A job that is no longer queued ------------------------------------------------------------

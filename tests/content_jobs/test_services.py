@@ -923,6 +923,38 @@ def claimed(job, worker_id: str, seconds_ago: float = 60) -> DBTaskResult:
     return run
 
 
+def test_the_reaper_cancels_a_job_whose_cancel_was_asked_for_instead_of_running_it_again(
+        company, settings, django_capture_on_commit_callbacks):
+    """A cancel asked of a running job is done at the handler's next checkpoint; when its
+    worker dies first, no handler is left to stop, and another attempt would run what the
+    cancel meant to stop: the reaper cancels the job, attempts left or not."""
+    from job_logs.models import LogLine
+
+    settings.NEXUS_MAX_ATTEMPTS = 3
+    job = new_job(company)
+    run = claimed(job, "w7")
+    services.job_start(job_id=job.pk, worker_id="w7")
+    services.job_cancel(job=job)  # 202: cancelRequested, the job still running
+    expire_lease(job)
+    with django_capture_on_commit_callbacks(execute=True) as published:
+        assert [j.pk for j in services.jobs_reap()] == [job.pk]
+    row = reload(job)
+    assert (row.status, row.attempt, row.cancel_requested, row.lease_expires_at, row.worker_id) == (
+        S.CANCELLED, 1, True, None, "")
+    assert row.finished_at is not None and row.error is None
+    assert event_types(job) == ["content_job.status", "content_job.running", "content_job.progress",
+                                "content_job.cancelled"]
+    assert len(published) == 2  # the cancelled event, and the log line
+    assert LogLine.objects.get(job=job).message == (
+        "Attempt 1 lost: w7 stopped renewing its lease. Cancelled, as was asked.")
+    assert not DBTaskResult.objects.filter(status="READY").exists()  # no run queued again
+    assert services.runs_reap() == []  # the lost run is closed as lost, and nothing is queued
+    run.refresh_from_db()
+    assert (run.status, run.exception_class_path) == ("FAILED", "content_jobs.errors.RunLost")
+    assert not DBTaskResult.objects.filter(status="READY").exists()
+    assert services.job_retry(job=row).status == S.QUEUED  # and it can be retried as any cancelled job
+
+
 def test_a_run_whose_worker_died_before_it_started_the_job_is_closed_and_the_job_runs_again(
         company, django_capture_on_commit_callbacks):
     from job_logs.models import LogLine
