@@ -1,7 +1,9 @@
 """Request parsing: DRF's JSON parser with a limit on the body size."""
+import codecs
 import json
 
 from django.conf import settings
+from django.utils.http import parse_header_parameters
 from rest_framework import exceptions, status
 from rest_framework.parsers import JSONParser
 
@@ -12,16 +14,39 @@ class PayloadTooLarge(exceptions.APIException):
     default_detail = "The request body is too large."
 
 
+def _not_json(constant: str):
+    """NaN, Infinity and -Infinity, which Python's json reads and JSON has not (DRF's own
+    parser refuses them too)."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 class LimitedJSONParser(JSONParser):
-    """DRF's JSON parser with a cap on the body size (DRF itself reads bodies without one)."""
+    """DRF's JSON parser with a cap on the body size (DRF itself reads bodies without one).
+    As DRF's, it refuses NaN and the infinities. A charset that is no text encoding (Django
+    ignores one that names no codec at all, and decodes with one that is not a text encoding,
+    such as `base64`) is a 415, and JSON nested too deep for the parser is a 400, not a 500."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.NEXUS_MAX_BODY_BYTES
         data = stream.read(limit + 1) if stream is not None else b""
         if len(data) > limit:
             raise PayloadTooLarge(f"The request body may hold at most {limit} bytes.")
+        charset = parse_header_parameters(media_type or "")[1].get("charset")
+        if charset is not None and not _is_text_encoding(charset):
+            raise exceptions.UnsupportedMediaType(
+                media_type, f"The charset {charset!r} is not a text encoding; send JSON in UTF-8.")
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.loads(data.decode(encoding))
+            return json.loads(data.decode(encoding), parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"Malformed JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise exceptions.ParseError("Malformed JSON: nested too deeply.") from exc
+
+
+def _is_text_encoding(charset: str) -> bool:
+    try:
+        codec = codecs.lookup(charset)
+    except LookupError:
+        return False
+    return getattr(codec, "_is_text_encoding", True)  # what bytes.decode checks: False for base64

@@ -2,7 +2,7 @@
 from django.db import connections
 from django.http import FileResponse, Http404, JsonResponse
 from django.core.files.storage import default_storage
-from rest_framework import status
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -31,7 +31,7 @@ JOB_TAGS = ["content jobs"]
     create=extend_schema(
         summary="Submit a job (202: stored and queued)",
         request=JobSubmitInput, parameters=[IDEMPOTENCY_KEY],
-        responses={202: JobSchema, **problems(400, 401, 403, 404, 413, 422)}, tags=JOB_TAGS,
+        responses={202: JobSchema, **problems(400, 401, 403, 404, 413, 415, 422)}, tags=JOB_TAGS,
     ),
     retrieve=extend_schema(summary="A job", responses={200: JobSchema, **problems(401, 404)}, tags=JOB_TAGS),
     cancel=extend_schema(
@@ -59,6 +59,14 @@ class ContentJobViewSet(CompanyScoped, GenericViewSet):
 
     def get_object(self) -> ContentJob:
         return self.get_job(self.kwargs["job_id"])
+
+    def get_serializer_class(self):
+        """What a POST to this route takes, for DRF's answer to OPTIONS, which describes it to a
+        member (the views validate with their own inputs): a submission's body; nothing for a
+        cancel or a retry."""
+        request = getattr(self, "request", None)
+        method = request.method.lower() if request is not None else ""
+        return JobSubmitInput if getattr(self, "action_map", {}).get(method) == "create" else serializers.Serializer
 
     def list(self, request, company_id):
         filters = JobListFilters(data=request.query_params)

@@ -39,7 +39,7 @@ class JobLogsView(CompanyScoped, APIView):
     @extend_schema(
         summary="Append log lines from outside the runner (one object or a list)",
         request=LogLineInput,
-        responses={201: LogLinesSchema, **problems(400, 401, 403, 404, 413)},
+        responses={201: LogLinesSchema, **problems(400, 401, 403, 404, 413, 415)},
         tags=["logs"],
     )
     def post(self, request, company_id, job_id):

@@ -1,4 +1,5 @@
 """The job API as a client sees it: status codes, problem bodies, headers and rows."""
+import base64
 import json
 from datetime import datetime, timedelta
 
@@ -221,6 +222,51 @@ def test_a_non_json_content_type_is_415_and_creates_nothing(api, jobs_url):
     assert ContentJob.objects.count() == 0
 
 
+@pytest.mark.parametrize("charset", ["base64", "rot13", "hex", "zlib_codec", "no-such-charset"])
+def test_a_charset_that_is_no_text_encoding_is_415_and_creates_nothing(api, jobs_url, company, charset):
+    """Django decodes with any codec it finds (base64 is one, and not text) and ignores a name
+    it does not know: either was a 500 or a body read as UTF-8 against what the client said."""
+    job = new_job(company)
+    before = snapshot()
+    for url, body in ((jobs_url, b'{"jobType": "demo.steps"}'), (f"{jobs_url}/{job.pk}/logs", b'{"event_message": "x"}')):
+        response = api.post(url, data=body, content_type=f"application/json; charset={charset}")
+        body = assert_problem(response, 415, "unsupported_media_type")
+        assert repr(charset) in body["detail"]
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", "utf8", "latin-1"])
+def test_a_text_charset_is_read_as_said(api, jobs_url, charset):
+    body = '{"jobType": "demo.steps", "sourceTaskId": "café"}'.encode(charset)
+    response = api.post(jobs_url, data=body, content_type=f"application/json; charset={charset}")
+    assert response.status_code == 202, response.content
+    assert response.json()["sourceTaskId"] == "café"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_the_infinities_are_not_json_400_and_store_nothing(api, jobs_url, company, value):
+    job = new_job(company)
+    before = snapshot()
+    submitted = api.post(jobs_url, data=f'{{"jobType": "demo.steps", "sourceTaskId": {value}}}',
+                         content_type="application/json")
+    assert_problem(submitted, 400, "parse_error")
+    logged = api.post(f"{jobs_url}/{job.pk}/logs", data=f'{{"event_message": {value}}}', content_type="application/json")
+    assert_problem(logged, 400, "parse_error")
+    assert snapshot() == before
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_400_and_stores_nothing(api, jobs_url, company):
+    job = new_job(company)
+    before = snapshot()
+    deep = "[" * 5000 + "]" * 5000  # 10 KB, far under the body limit
+    submitted = api.post(jobs_url, data=f'{{"jobType": "demo.steps", "params": {{"steps": {deep}}}}}',
+                         content_type="application/json")
+    assert assert_problem(submitted, 400, "parse_error")["detail"] == "Malformed JSON: nested too deeply."
+    assert_problem(api.post(f"{jobs_url}/{job.pk}/logs", data="[" * 5000, content_type="application/json"),
+                   400, "parse_error")
+    assert snapshot() == before
+
+
 # Idempotency ---------------------------------------------------------------------------------
 def test_same_idempotency_key_and_body_returns_the_first_job_and_creates_nothing(api, jobs_url):
     body = {"jobType": "demo.steps", "params": {"steps": 2}, "sourceTaskId": "t-9"}
@@ -404,6 +450,20 @@ def test_the_default_page_size_is_50(api, jobs_url, company):
     assert len(ids(api.get(first.json()["next"]))) == 1
 
 
+@pytest.mark.parametrize("cursor", [
+    base64.b64encode(b"p=garbage").decode(),  # decodes; its position is no time
+    base64.b64encode(b"p=2026-13-45 10:00:00").decode(),  # the shape of a time; no such time
+    base64.b64encode(b"o=-1").decode(),
+    "not-base64!",
+    "é",
+])
+def test_a_cursor_the_api_did_not_hand_out_is_400_naming_it(api, jobs_url, company, cursor):
+    new_job(company)
+    body = assert_problem(api.get(jobs_url, {"cursor": cursor}), 400, "validation_error")
+    assert body["errors"] == [{"field": "cursor", "code": "invalid_cursor",
+                               "message": "Invalid cursor: use the next or previous link of a page."}]
+
+
 def test_list_shows_only_the_companys_own_jobs(api, outsider_api, jobs_url, company, other_company):
     mine = [submit(api, jobs_url, {"jobType": "demo.steps"}).json()["jobId"] for _ in range(2)]
     other_url = f"/api/companies/{other_company.id}/content-jobs"
@@ -413,6 +473,25 @@ def test_list_shows_only_the_companys_own_jobs(api, outsider_api, jobs_url, comp
     assert {job["companyId"] for job in listing.json()["results"]} == {str(company.id)}
     assert ids(outsider_api.get(other_url)) == [theirs]
     assert ids(api.get(jobs_url, {"jobType": "demo.steps", "status": "queued"})) == list(reversed(mine))
+
+
+@pytest.mark.parametrize("route", ["", "/{job}/cancel", "/{job}/retry"])
+def test_options_describes_a_route_to_its_companys_users_and_is_404_to_others(
+        api, viewer_api, outsider_api, jobs_url, company, route):
+    """DRF answers OPTIONS with what the route takes; to a member, who may POST, that was a 500."""
+    url = jobs_url + route.format(job=new_job(company).pk)
+    member = api.options(url)
+    assert member.status_code == 200, member.content
+    posted = member.json()["actions"]["POST"]
+    if route:
+        assert posted == {}  # a cancel or a retry takes no body
+    else:
+        assert set(posted) == {"jobType", "params", "sourceTaskId"}
+        assert (posted["jobType"]["required"], posted["params"]["required"]) == (True, False)
+    viewer = viewer_api.options(url)
+    assert viewer.status_code == 200, viewer.content
+    assert "actions" not in viewer.json()  # a viewer may not POST here
+    assert_problem(outsider_api.options(url), 404)
 
 
 # Detail and ids in the path ------------------------------------------------------------------
