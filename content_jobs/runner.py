@@ -53,6 +53,8 @@ class JobContext:
     log lines are never coalesced.
     """
 
+    RETRY_SECONDS = 1.0  # the timer's next try after a write that failed
+
     def __init__(self, job: ContentJob):
         self.job = job
         self.job_id = job.pk
@@ -86,10 +88,7 @@ class JobContext:
                 PROGRESS_COALESCED.inc()  # the waiting value is replaced by a newer one
             self._pending = (pct, stage)
             if self._timer is None:
-                self._timer_generation += 1
-                self._timer = threading.Timer(wait, self._flush_from_timer, args=(self._timer_generation,))
-                self._timer.daemon = True
-                self._timer.start()
+                self._start_timer(wait)
 
     def _drop_timer(self) -> None:
         if self._timer is not None:
@@ -125,11 +124,28 @@ class JobContext:
                 if generation != self._timer_generation:
                     return  # a write since it was set carried the value
                 self._timer = None
-                self._write_pending()
+                waiting = self._pending
+                try:
+                    self._write_pending()
+                except LeaseLost:
+                    raise
+                except Exception:
+                    # A database hiccup: the value waits again, and the timer tries again after
+                    # an interval (a call of the handler or the run's end may carry it first).
+                    logger.warning("progress of job %s not written; trying again", self.job_id, exc_info=True)
+                    if self._pending is None:
+                        self._pending = waiting
+                    self._start_timer(max(self._min_interval, self.RETRY_SECONDS))
         except LeaseLost:
             pass  # the handler's next call says so to the run
         finally:
             connection.close()  # the timer thread's own connection
+
+    def _start_timer(self, wait: float) -> None:
+        self._timer_generation += 1
+        self._timer = threading.Timer(wait, self._flush_from_timer, args=(self._timer_generation,))
+        self._timer.daemon = True
+        self._timer.start()
 
     def _write(self, pct: float, stage: str | None) -> None:
         self._pending = None

@@ -6,13 +6,14 @@ from datetime import datetime
 
 import pytest
 from django.conf import settings
+from django.db import OperationalError
 from django_tasks_db.models import DBTaskResult
 from rest_framework import serializers
 
 from content_jobs import registry, services
 from content_jobs import worker as worker_module
 from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob, JobEvent
-from content_jobs.runner import JobFailed, run_job
+from content_jobs.runner import JobContext, JobFailed, run_job
 from content_jobs.worker import EmbeddedWorker
 from job_logs.models import LogLine
 from tests.conftest import wait_for, wait_for_job
@@ -387,6 +388,32 @@ def test_a_held_back_value_is_written_by_the_timer_while_the_handler_sleeps(api,
     assert len(fifty) == 1
     # Stored before the handler woke: no later call of the handler carried it, the timer did.
     assert fifty[0].created_at < woke.created_at
+
+
+def test_a_held_back_value_whose_write_fails_is_written_by_the_timer_on_its_next_try(
+        company, settings, monkeypatch, caplog):
+    """A database hiccup on the timer's write lost the value (the timer thread died with it),
+    and a job that did not call progress() again showed an older one until it ended."""
+    settings.NEXUS_PROGRESS_EVENTS_PER_SECOND = 10
+    monkeypatch.setattr(JobContext, "RETRY_SECONDS", 0.2, raising=False)
+    job, _ = services.job_submit(company=company, job_type="demo.steps", params={})
+    ctx = JobContext(services.job_start(job_id=job.pk, worker_id="w1"))
+    real, failed = services.job_report_progress, []
+
+    def hiccup_once_on_the_timer(**kwargs):
+        if threading.current_thread() is not threading.main_thread() and not failed:
+            failed.append(kwargs["progress"])
+            raise OperationalError("database is locked")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "job_report_progress", hiccup_once_on_the_timer)
+    ctx.progress(10)  # written at once
+    ctx.progress(50)  # held back, for the timer; its first write fails
+    wait_for(lambda: ContentJob.objects.get(pk=job.pk).progress == 50.0, timeout=5)
+    ctx.cancel_timer()
+    assert failed == [50]
+    assert [payload(e)["progress"] for e in events(job.pk) if e.type == PROGRESS] == [10.0, 50.0]
+    assert f"progress of job {job.pk} not written; trying again" in caplog.text
 
 
 def test_stage_changes_are_never_coalesced(api, jobs_url, worker, settings):
