@@ -78,10 +78,18 @@ def find_job(job_id) -> ContentJob:
     return job
 
 
-def stream_credentials(request):
-    """Who asks, before anything is looked up (so no one learns whether a job exists): the user
-    of a token header or session, or None with a stream token still to check; 401 without any."""
-    if request.GET.get("token"):
+def stream_credentials(request, job_id):
+    """Who asks, before anything is looked up (so no one learns whether a job exists, or whose
+    it is): the user of a token header or session; or None once a stream token was checked,
+    which must be valid (401) and this job's (403). 401 without any."""
+    token = request.GET.get("token")
+    if token:
+        try:
+            token_job_id = job_id_from_stream_token(token)
+        except TokenError as exc:
+            raise StreamError(401, exc.code, exc.message) from None
+        if token_job_id != str(job_id):
+            raise StreamError(403, "token_wrong_job", "This stream token belongs to another job.")
         return None
     user = request_user(request)
     if user is None:
@@ -89,15 +97,10 @@ def stream_credentials(request):
     return user
 
 
-def authorize_job_stream(request, job: ContentJob, user) -> None:
-    """A stream token for this job, or a user who is a member of the job's company."""
+def authorize_job_stream(job: ContentJob, user) -> None:
+    """A stream token for this job (checked by stream_credentials: user None), or a user who is
+    a member of the job's company."""
     if user is None:
-        try:
-            token_job_id = job_id_from_stream_token(request.GET["token"])
-        except TokenError as exc:
-            raise StreamError(401, exc.code, exc.message) from None
-        if token_job_id != str(job.pk):
-            raise StreamError(403, "token_wrong_job", "This stream token belongs to another job.")
         return
     member = shared(("member", user.pk, job.company_id),
                     lambda: Membership.objects.filter(user=user, company_id=job.company_id).exists())
@@ -106,11 +109,11 @@ def authorize_job_stream(request, job: ContentJob, user) -> None:
 
 
 def job_stream_access(request, company_id, job_id) -> ContentJob:
-    user = stream_credentials(request)
+    user = stream_credentials(request, job_id)
     job = find_job(job_id)
     if job.company_id != company_id:
         raise StreamError(404, "not_found", "Not found.")
-    authorize_job_stream(request, job, user)
+    authorize_job_stream(job, user)
     return job
 
 

@@ -38,9 +38,9 @@ class JobLogLines(Source):
 
 def log_stream_access(request, job_id) -> ContentJob:
     """The job, once the caller may watch it."""
-    user = stream_credentials(request)
+    user = stream_credentials(request, job_id)
     job = find_job(job_id)
-    authorize_job_stream(request, job, user)
+    authorize_job_stream(job, user)
     return job
 
 

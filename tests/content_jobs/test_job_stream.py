@@ -287,6 +287,28 @@ def test_stream_token_of_one_job_is_403_on_another_jobs_streams(server, finished
         assert anonymous.get(a["logsUrl"]).status_code == 200
 
 
+def test_a_bad_token_answers_alike_whether_the_job_exists_and_whoever_owns_it(server, finished_jobs):
+    """The token is checked before the job is looked up: a forged one is 401 on an unknown job
+    and under another company's path too, and a valid one of another job is 403 there as well,
+    so a caller without credentials learns nothing of which jobs exist."""
+    job = finished_jobs[0]
+    token_of_a = job["eventsUrl"].split("token=")[1]
+    unknown, elsewhere = "0b5e9c1e-4f7a-4c55-9a38-3a3c1c0f1a2b", "6d0c4b1e-9d8a-4f3c-8b2a-1e2f3a4b5c6d"
+    paths = [
+        events_path(job),
+        events_path({**job, "jobId": unknown}),
+        events_path({**job, "companyId": elsewhere}),
+        f"/jobs/{job['jobId']}/logs",
+        f"/jobs/{unknown}/logs",
+    ]
+    with httpx.Client(base_url=server.url, timeout=10) as anonymous:
+        for path in paths:
+            assert_problem(anonymous.get(path, params={"token": "forged"}), 401, "token_invalid")
+        for path in paths[1:2] + paths[4:]:
+            assert_problem(anonymous.get(path, params={"token": token_of_a}), 403, "token_wrong_job")
+        assert_problem(anonymous.get(paths[2], params={"token": token_of_a}), 404, "not_found")  # its own job, elsewhere
+
+
 def unsigned(content: bytes) -> bytes:
     return re.sub(rb"token=[^\"&]+", b"token=...", content)
 
