@@ -103,6 +103,16 @@ def parse_last_event_id(request) -> int | None:
     return value
 
 
+def check_not_past(cursor: int | None, latest: int) -> None:
+    """A Last-Event-ID past the stream's latest stored event is none this stream sent (events
+    are stored before they are sent): its events up to that id would be passed over unsaid,
+    and a job's end among them too. (A finished job's stream answers 204 first: there is
+    nothing left to miss.)"""
+    if cursor is not None and cursor > latest:
+        raise StreamError(400, "invalid_last_event_id",
+                          f"Last-Event-ID {cursor} is past this stream's latest event ({latest}).")
+
+
 def request_user(request):
     """The user of an `Authorization: Token` header or a session; None when there is neither.
     Synchronous: call it in a thread (see Opener)."""

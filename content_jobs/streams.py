@@ -4,8 +4,8 @@ from django.http import Http404
 from . import events
 from .models import TERMINAL_EVENT_TYPES, Company, ContentJob, Membership
 from .representation import job_representation
-from .sse import (COUNTERS, NoContent, Source, StreamError, named_frame, parse_last_event_id, request_user, shared,
-                  stream_view)
+from .sse import (COUNTERS, NoContent, Source, StreamError, check_not_past, named_frame, parse_last_event_id,
+                  request_user, shared, stream_view)
 from .tenancy import parse_uuid
 from .tokens import TokenError, job_id_from_stream_token
 
@@ -26,6 +26,7 @@ class JobEvents(Source):
         self.job = job_stream_access(request, self.company_id, self.job_id)
         if not self.fresh and self.job.is_terminal and self.cursor >= self.job.event_seq:
             raise NoContent  # the client has the end: EventSource stops reconnecting
+        check_not_past(None if self.fresh else self.cursor, self.job.event_seq)
 
     def open(self) -> list[str]:
         job, self.job = self.job, None  # not kept for the stream's life
@@ -60,6 +61,7 @@ class CompanyEvents(Source):
 
     def check(self, request) -> None:
         company = company_stream_access(request, self.company_id)
+        check_not_past(None if self.fresh else self.cursor, company.event_seq)
         if self.fresh:
             self.cursor = company.event_seq  # a new client gets what happens from now on
 

@@ -1,15 +1,18 @@
 """The log stream of a job: stored lines, then live ones, then the end once the job is over."""
 from content_jobs import events
 from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob
-from content_jobs.sse import NoContent, Source, parse_last_event_id, stream_view
+from content_jobs.sse import NoContent, Source, check_not_past, parse_last_event_id, shared, stream_view
 from content_jobs.streams import authorize_job_stream, find_job, path_uuid, stream_credentials
+
+from .models import LogCursor
 
 
 class JobLogLines(Source):
     kind = "log"
 
     def __init__(self, request, job_id):
-        super().__init__(parse_last_event_id(request) or 0)
+        self.asked = parse_last_event_id(request)
+        super().__init__(self.asked or 0)
         self.job_id = path_uuid(job_id)
         self.channel = events.log_channel(self.job_id)
         self.group = events.job_group(self.job_id)
@@ -20,6 +23,9 @@ class JobLogLines(Source):
         # The status is read after the stream listens and before the lines: a job that was
         # over then has all its lines stored.
         self.over = log_stream_access(request, self.job_id).is_terminal
+        if self.asked and not self.over:  # over: nothing is left to miss (204, in open)
+            check_not_past(self.asked, shared(("log latest", self.job_id), lambda: LogCursor.objects.filter(
+                job_id=self.job_id).values_list("last_event_id", flat=True).first() or 0))
 
     def open(self) -> list[str]:
         frames = self.read_new()

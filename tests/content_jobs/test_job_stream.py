@@ -309,6 +309,32 @@ def test_a_bad_token_answers_alike_whether_the_job_exists_and_whoever_owns_it(se
         assert_problem(anonymous.get(paths[2], params={"token": token_of_a}), 404, "not_found")  # its own job, elsewhere
 
 
+def test_a_last_event_id_past_a_streams_latest_event_is_400_on_every_stream(server):
+    """No stream sent such an id: taken as it was, a running job's stream passed over every
+    event up to it, its end too, and never ended; the company stream left out new events."""
+    company_id = server.company()
+    with server.client() as api:
+        job = submit(api, company_id, steps=10000, delayMs=50)
+        try:
+            server.wait_for_status(api, company_id, job["jobId"], {"running"})
+            paths = [events_path(job), job["logsUrl"], f"/api/companies/{company_id}/events"]
+            for path in paths:
+                for past in ("1000000", "99999999999999999999"):
+                    with api.stream("GET", path, headers={"Last-Event-ID": past}) as response:
+                        assert response.status_code == 400, (path, response.status_code)  # not a stream that hangs
+                        response.read()
+                    assert_problem(response, 400, "invalid_last_event_id")
+                    assert f"Last-Event-ID {past} is past this stream's latest event" in response.json()["detail"]
+            # The latest id itself is a resume (a new client's first event is the job's status,
+            # numbered as its latest event).
+            with connect_sse(api, "GET", events_path(job)) as source:
+                first = next(source.iter_sse())
+            with connect_sse(api, "GET", events_path(job), headers={"Last-Event-ID": first.id}) as source:
+                assert source.response.status_code == 200
+        finally:
+            cancel(api, job)
+
+
 def unsigned(content: bytes) -> bytes:
     return re.sub(rb"token=[^\"&]+", b"token=...", content)
 
