@@ -477,7 +477,9 @@ def jobs_reap(*, now=None, limit: int = 100) -> list[ContentJob]:
                     f"Queued again (attempt {job.attempt + 1} of at most {settings.NEXUS_MAX_ATTEMPTS}).",
                     severity="warning",
                 )
-                _move(job, S.QUEUED, event_type=events.STATUS, lease_expires_at=None, worker_id="")
+                # As a retry: the lost attempt's start and progress are not the queued job's.
+                _move(job, S.QUEUED, event_type=events.STATUS, lease_expires_at=None, worker_id="",
+                      started_at=None, progress=0.0, stage="")
                 _enqueue_run(job.pk)
             else:
                 message = (

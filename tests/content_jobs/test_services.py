@@ -891,11 +891,16 @@ def test_a_runs_writes_carry_what_others_changed_meanwhile(company):
 def test_the_reaper_queues_a_job_with_attempts_left_again(company, settings, django_capture_on_commit_callbacks):
     settings.NEXUS_MAX_ATTEMPTS = 2
     job = services.job_start(job_id=new_job(company).pk, worker_id="w9")
+    job = services.job_report_progress(job=job, progress=40, stage="halfway", attempt=1)
     expire_lease(job)
     with django_capture_on_commit_callbacks(execute=True):
         services.jobs_reap()
     row = reload(job)
     assert (row.status, row.attempt, row.worker_id, row.lease_expires_at) == (S.QUEUED, 1, "", None)
+    # The lost attempt's start and progress went with it: a queued job shows none (a start
+    # kept was counted by /metrics as a run from it to a cancel of the queued job).
+    assert (row.started_at, row.finished_at, row.progress, row.stage) == (None, None, 0.0, "")
+    assert json.loads(stored_events(row)[-1].data)["startedAt"] is None
     assert event_types(job)[-1] == "content_job.status"
     assert [task.args_kwargs["args"] for task in DBTaskResult.objects.all()] == [[str(job.pk)]] * 2  # first run, requeue
     assert services.job_start(job_id=job.pk).attempt == 2
