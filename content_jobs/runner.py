@@ -19,6 +19,7 @@ from . import registry, services
 from .errors import LeaseLost
 from .metrics import PROGRESS_COALESCED
 from .models import ContentJob
+from .parsers import holds_nul
 from .representation import artifact_path
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class JobContext:
 
     # Progress ---------------------------------------------------------------------------
     def progress(self, pct: float, stage: str | None = None) -> None:
+        if stage is not None:
+            stage = _no_nul(stage)
         with self._lock:
             stage_changed = stage is not None and stage != self._stage
             if stage is not None:
@@ -168,7 +171,7 @@ class JobContext:
     def log(self, message: str, severity: str = "info") -> None:
         self._check_lease()
         try:
-            log_append(job_id=self.job_id, message=str(message), severity=severity, attempt=self.attempt)
+            log_append(job_id=self.job_id, message=_no_nul(str(message)), severity=severity, attempt=self.attempt)
         except LeaseLost:
             self.lease_lost = True
             raise
@@ -178,7 +181,7 @@ class JobContext:
         one write for all of them, and subscribers get them together. Returns once stored,
         like `log`."""
         self._check_lease()
-        entries = [(str(message), severity) for message in messages]
+        entries = [(_no_nul(str(message)), severity) for message in messages]
         if not entries:
             return
         try:
@@ -384,25 +387,33 @@ def _run_handler(ctx: JobContext) -> services.RunEnd:
     except JobFailed as exc:
         ctx.flush()
         ctx.log(_fit_log(str(exc.message)), "error")
-        return services.run_failed(job, attempt, exc.code, str(exc.message))
+        return services.run_failed(job, attempt, _no_nul(str(exc.code)), _no_nul(str(exc.message)))
     except LeaseLost:
         raise
     except BaseException as exc:  # a handler's bug (SystemExit too) must fail its job, never the worker
         logger.exception("job %s failed", ctx.job_id)
         ctx.flush()
         ctx.log(_fit_log(traceback.format_exc()[-8000:], tail=True), "error")
-        message = f"{type(exc).__name__}: {exc}"
+        message = _no_nul(f"{type(exc).__name__}: {exc}")
         return services.run_failed(job, attempt, "handler_error", message[:300])
 
 
 def _not_json(result: dict) -> str | None:
     """Why the result cannot be stored as the job's JSON (a value JSON has no form for, NaN or
-    an infinity, a nesting too deep); None when it can."""
+    an infinity, a nesting too deep, a NUL character, which PostgreSQL's jsonb refuses); None
+    when it can."""
     try:
-        json.dumps(result, allow_nan=False)
+        if "\\u0000" in json.dumps(result, allow_nan=False) and holds_nul(result):
+            return "a string holds a NUL character (\\u0000)"
     except (TypeError, ValueError, RecursionError) as exc:
         return str(exc)
     return None
+
+
+def _no_nul(text: str) -> str:
+    """A log line's or an error's text with each NUL character (which PostgreSQL's text and
+    jsonb refuse, and a tool's output may hold) shown as U+FFFD, on every database alike."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 TRUNCATED = " [truncated]"

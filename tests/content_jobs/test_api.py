@@ -267,6 +267,26 @@ def test_json_nested_deeper_than_the_parser_goes_is_400_and_stores_nothing(api, 
     assert snapshot() == before
 
 
+def test_a_nul_character_in_a_body_is_400_and_stores_nothing(api, jobs_url, company):
+    """Valid JSON, which PostgreSQL stores neither in text nor in jsonb (there it was a 500):
+    refused on every database alike, in a key or a value, at any depth."""
+    job = new_job(company)
+    before = snapshot()
+    for url, raw in (
+        (jobs_url, r'{"jobType": "render.markdown", "params": {"markdown": "a\u0000b"}}'),
+        (jobs_url, r'{"jobType": "demo.steps", "sourceTaskId": "\u0000"}'),
+        (jobs_url, r'{"jobType": "demo.steps", "params": {"\u0000": [1, ["x\u0000"]]}}'),
+        (f"{jobs_url}/{job.pk}/logs", r'{"event_message": "line\u0000"}'),
+    ):
+        body = assert_problem(api.post(url, data=raw, content_type="application/json"), 400, "parse_error")
+        assert "NUL character" in body["detail"]
+    assert snapshot() == before
+    # The text of a backslash before "u0000" is no NUL.
+    literal = api.post(jobs_url, data=r'{"jobType": "demo.steps", "sourceTaskId": "a\\u0000b"}',
+                       content_type="application/json")
+    assert literal.status_code == 202 and literal.json()["sourceTaskId"] == "a\\u0000b"
+
+
 # Idempotency ---------------------------------------------------------------------------------
 def test_same_idempotency_key_and_body_returns_the_first_job_and_creates_nothing(api, jobs_url):
     body = {"jobType": "demo.steps", "params": {"steps": 2}, "sourceTaskId": "t-9"}

@@ -94,7 +94,7 @@ def chunks(ctx):
 
 
 class OutcomeParams(registry.StrictParamsSerializer):
-    kind = serializers.ChoiceField(choices=["datetime", "nan", "exit", "long_failure"])
+    kind = serializers.ChoiceField(choices=["datetime", "nan", "exit", "long_failure", "nul_result", "nul_failure"])
 
 
 OUTCOME_CALLS: dict[str, int] = {}
@@ -112,6 +112,13 @@ def outcome(ctx):
         return {"score": float("nan")}
     if kind == "exit":
         raise SystemExit(3)
+    if kind == "nul_result":
+        return {"text": "a\x00b"}
+    if kind == "nul_failure":  # a tool's output may hold NUL characters
+        ctx.progress(50, stage="reading\x00")
+        ctx.log_lines(["line\x00one"])
+        ctx.log("line\x00two")
+        raise JobFailed("tool said\x00no", code="tool\x00failed")
     raise JobFailed("tool stderr: " + "x" * 70_000, code="tool_failed")
 
 
@@ -215,6 +222,7 @@ def test_an_unexpected_exception_fails_the_job_with_handler_error_and_the_worker
 @pytest.mark.parametrize("kind, problem", [
     ("datetime", "Object of type datetime is not JSON serializable"),
     ("nan", "Out of range float values are not JSON compliant"),
+    ("nul_result", "a string holds a NUL character (\\u0000)"),  # PostgreSQL's jsonb refuses it
 ])
 def test_a_result_that_is_not_json_fails_the_job_at_once_and_runs_it_once(api, jobs_url, worker, kind, problem):
     """The database would refuse such a result: the job would stay running until its lease ran
@@ -254,6 +262,17 @@ def test_a_failure_message_longer_than_a_log_line_is_logged_cut_and_fails_the_jo
     assert message == ("tool stderr: " + "x" * 70_000)[:limit - len(" [truncated]")] + " [truncated]"
     assert len(message.encode()) == limit
     assert OUTCOME_CALLS == {"long_failure": 1}
+
+
+def test_nul_characters_in_a_handlers_lines_stage_and_failure_are_stored_as_u_fffd(api, jobs_url, worker):
+    """PostgreSQL's text and jsonb refuse NUL: there the run's writes failed, and the job ran
+    again until it was failed as worker_lost. Shown as U+FFFD, on every database alike."""
+    OUTCOME_CALLS.clear()
+    job = wait_for_job(submit(api, jobs_url, "test.outcome", {"kind": "nul_failure"}), timeout=10)
+    assert (job.status, job.attempt, job.stage) == ("failed", 1, "reading\ufffd")
+    assert job.error == {"code": "tool\ufffdfailed", "message": "tool said\ufffdno"}
+    assert messages(job.pk) == ["line\ufffdone", "line\ufffdtwo", "tool said\ufffdno"]
+    assert OUTCOME_CALLS == {"nul_failure": 1}
 
 
 def test_a_traceback_longer_than_a_log_line_keeps_its_end(api, jobs_url, worker, settings):
