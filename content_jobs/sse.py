@@ -188,14 +188,30 @@ _latest: dict[str, tuple[float, asyncio.Future]] = {}
 
 
 async def latest_stored_id(channel: str) -> int:
+    return await _shared_for_a_while(("latest", channel), storage.get_current_id, channel)
+
+
+async def job_status(job_id) -> str | None:
+    """The job's status, None once it is deleted; shared as latest_stored_id is."""
+    return await _shared_for_a_while(("status", job_id), _read_job_status, job_id)
+
+
+def _read_job_status(job_id) -> str | None:
+    from .models import ContentJob
+
+    return ContentJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
+
+
+async def _shared_for_a_while(key, read, *args):
+    """`read(*args)` in a thread, or its answer read for `key` less than LATEST_TTL ago."""
     now = time.monotonic()
-    entry = _latest.get(channel)
+    entry = _latest.get(key)
     if entry is None or now - entry[0] > LATEST_TTL or entry[1].get_loop() is not asyncio.get_running_loop():
         if len(_latest) > 1000:
             for name, (at, _) in list(_latest.items()):
                 if now - at > LATEST_TTL:
                     del _latest[name]
-        entry = _latest[channel] = (now, asyncio.ensure_future(in_thread(storage.get_current_id, channel)))
+        entry = _latest[key] = (now, asyncio.ensure_future(in_thread(read, *args)))
     return await asyncio.shield(entry[1])
 
 
@@ -343,6 +359,13 @@ class Source:
 
     async def catch_up(self) -> list[str]:
         return await in_thread(self.read_new)
+
+    async def quiet(self) -> list[str]:
+        """After a quiet keep-alive interval: whatever storage has that the stream has not (a
+        live message lost on the way, say in an outage of the channel layer)."""
+        if await latest_stored_id(self.channel) > self.cursor:
+            return await self.catch_up()
+        return []
 
     def accept(self, event: Event) -> str:
         self.cursor = event.id
@@ -501,11 +524,8 @@ class Stream:
         return first
 
     async def quiet(self) -> str:
-        """After a quiet keep-alive interval: whatever storage has that the stream has not."""
-        source = self.source
-        if await latest_stored_id(source.channel) > source.cursor:
-            return "".join(await source.catch_up())
-        return ""
+        """After a quiet keep-alive interval: what the source has to say (Source.quiet)."""
+        return "".join(await self.source.quiet())
 
     async def woken(self) -> str:
         """The text of what the listener was woken for."""

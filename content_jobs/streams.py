@@ -4,8 +4,8 @@ from django.http import Http404
 from . import events
 from .models import TERMINAL_EVENT_TYPES, Company, ContentJob, Membership
 from .representation import job_representation
-from .sse import (COUNTERS, NoContent, Source, StreamError, check_not_past, named_frame, parse_last_event_id,
-                  request_user, shared, stream_view)
+from .sse import (COUNTERS, NoContent, Source, StreamError, check_not_past, job_status, named_frame,
+                  parse_last_event_id, request_user, shared, stream_view)
 from .tenancy import parse_uuid
 from .tokens import TokenError, job_id_from_stream_token
 
@@ -45,6 +45,12 @@ class JobEvents(Source):
 
     def passes(self, event) -> bool:
         return event.type not in TERMINAL_EVENT_TYPES  # the end goes through the body, which ends
+
+    async def quiet(self) -> list[str]:
+        frames = await super().quiet()  # the job's end among them, if its message was lost
+        if not self.finished and await job_status(self.job_id) is None:
+            self.finished = True  # the job was deleted (its events with it): nothing more will come
+        return frames
 
 
 class CompanyEvents(Source):

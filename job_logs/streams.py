@@ -1,7 +1,7 @@
 """The log stream of a job: stored lines, then live ones, then the end once the job is over."""
 from content_jobs import events
 from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob
-from content_jobs.sse import NoContent, Source, check_not_past, parse_last_event_id, shared, stream_view
+from content_jobs.sse import NoContent, Source, check_not_past, job_status, parse_last_event_id, shared, stream_view
 from content_jobs.streams import authorize_job_stream, find_job, path_uuid, stream_credentials
 
 from .models import LogCursor
@@ -32,6 +32,17 @@ class JobLogLines(Source):
         if self.over and not frames:
             raise NoContent  # a finished job with nothing left to send
         self.finished = self.over
+        return frames
+
+    async def quiet(self) -> list[str]:
+        # The job's end reaches a log stream live, on the job's own channel: should that
+        # message be lost (an outage of the channel layer), or the job deleted, the status says
+        # so here. An ended job's lines are all stored by then.
+        frames = await super().quiet()
+        status = await job_status(self.job_id)
+        if status is None or status in ContentJob.TERMINAL:
+            frames.extend(await self.catch_up())
+            self.finished = True
         return frames
 
     async def other(self, channel, events_) -> list[str]:

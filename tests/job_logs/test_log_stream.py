@@ -2,6 +2,9 @@
 import asyncio
 import json
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import httpx
@@ -195,3 +198,40 @@ def test_clients_coming_back_together_each_get_exactly_the_lines_after_their_own
         else:
             assert status == 200, (last, text)
             assert text == retry + "".join(lines[last:]), last
+
+
+def read_until_end(url: str, opened: threading.Event, seconds: float) -> bool:
+    """Whether the server ends the stream within `seconds` (keep-alives come every 2 s)."""
+    deadline = time.monotonic() + seconds
+    with httpx.Client(timeout=10) as client:
+        with client.stream("GET", url) as response:
+            assert response.status_code == 200, response.status_code
+            opened.set()
+            for _ in response.iter_lines():
+                if time.monotonic() > deadline:
+                    return False
+    return True
+
+
+def test_streams_whose_job_ended_unheard_or_was_deleted_end_at_the_next_keep_alive(server):
+    """A stream hears of its job's end live. Were that message lost (an outage of the channel
+    layer: here the status is changed in the database, with no event), or the job deleted (the
+    admin's delete), the streams stayed open for ever; a keep-alive's look at storage ends them."""
+    with server.client() as api:
+        blocker = hold_worker(server, api)  # the two jobs stay queued
+        try:
+            unheard, deleted = (submit(api, server.company(), steps=3, delayMs=0) for _ in range(2))
+            urls = [server.url + unheard["logsUrl"], server.url + deleted["logsUrl"], server.url + deleted["eventsUrl"]]
+            opened = [threading.Event() for _ in urls]
+            with ThreadPoolExecutor(len(urls)) as pool:
+                ends = [pool.submit(read_until_end, url, event, 20) for url, event in zip(urls, opened)]
+                assert all(event.wait(10) for event in opened)
+                server.manage("shell", "-c", (
+                    "from content_jobs import services\n"
+                    "from content_jobs.models import ContentJob\n"
+                    f"ContentJob.objects.filter(pk='{unheard['jobId']}').update(status='cancelled')\n"
+                    f"services.jobs_delete(ContentJob.objects.filter(pk='{deleted['jobId']}'))\n"
+                ))
+                assert [end.result() for end in ends] == [True, True, True]
+        finally:
+            release_worker(server, api, blocker)
