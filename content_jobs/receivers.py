@@ -6,7 +6,7 @@ from django.db.models.signals import pre_delete
 from django.dispatch import receiver
 from django_tasks.signals import task_enqueued
 
-from . import events, job_totals, worker
+from . import events, job_totals, services, worker
 from .models import Company, ContentJob
 from .signals import job_changed
 
@@ -35,5 +35,7 @@ def _wake_workers() -> None:
 @receiver(pre_delete, sender=Company, dispatch_uid="content_jobs.company_jobs_leaving")
 def company_jobs_leaving(sender, instance, **kwargs) -> None:
     # Sent in the deletion's transaction, before its jobs go with it: the metrics keep counting
-    # their runs (content_jobs.job_totals).
-    job_totals.leaving(ContentJob.objects.filter(company=instance))
+    # their runs (content_jobs.job_totals), and their artifact files go once it commits.
+    jobs = ContentJob.objects.filter(company=instance)
+    job_totals.leaving(jobs)
+    services.artifacts_delete_on_commit(job_ids=list(jobs.values_list("pk", flat=True)))

@@ -6,9 +6,11 @@ announced (signal, enqueue) only after the transaction commits.
 import hashlib
 import json
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -404,7 +406,6 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
     from job_logs.services import logs_delete_for_jobs
 
     from .models import JobEvent
-    from .runner import artifact_storage_name
 
     counts = {"jobs": 0, "events": 0, "lines": 0, "tasks": 0}
     old = ContentJob.objects.filter(status__in=ContentJob.TERMINAL, finished_at__lt=finished_before)
@@ -412,20 +413,15 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
         with transaction.atomic():
             # Found in the transaction that deletes them, and locked: a retry of one of them
             # waits for the deletion, or went first (the job is queued then, and not found).
-            batch = list(old.select_for_update().values_list("pk", "result")[:batch_size])
-            if not batch:
+            ids = list(old.select_for_update().values_list("pk", flat=True)[:batch_size])
+            if not ids:
                 break
-            ids = [pk for pk, _ in batch]
             job_totals.leaving(ContentJob.objects.filter(pk__in=ids))
             counts["events"] += JobEvent.objects.filter(job_id__in=ids).delete()[0]
             counts["lines"] += logs_delete_for_jobs(job_ids=ids)
             counts["jobs"] += ContentJob.objects.filter(pk__in=ids).delete()[1].get("content_jobs.ContentJob", 0)
         if storage is not None:
-            for pk, result in batch:
-                for artifact in (result or {}).get("artifacts", []) if isinstance(result, dict) else []:
-                    name = artifact_storage_name(pk, artifact["name"])
-                    if storage.exists(name):
-                        storage.delete(name)
+            artifacts_delete(job_ids=ids, storage=storage)
     counts["tasks"] = DBTaskResult.objects.filter(finished_at__lt=finished_before).delete()[0]
     job_totals.recount()
     return counts
@@ -433,10 +429,33 @@ def jobs_prune(*, finished_before, batch_size: int = 500, storage=None) -> dict[
 
 @transaction.atomic
 def jobs_delete(jobs) -> int:
-    """Delete these jobs (the admin's deletion) with what the ORM deletes with them; what the
-    metrics counted of them is added to their types' totals first. Returns the jobs deleted."""
+    """Delete these jobs (the admin's deletion) with what the ORM deletes with them, and their
+    artifact files once that commits; what the metrics counted of them is added to their types'
+    totals first. Returns the jobs deleted."""
     job_totals.leaving(jobs)
+    artifacts_delete_on_commit(job_ids=list(jobs.values_list("pk", flat=True)))
     return jobs.delete()[1].get("content_jobs.ContentJob", 0)
+
+
+def artifacts_delete(*, job_ids, storage=None) -> None:
+    """Delete every artifact file these jobs' runs saved: whatever their folder holds, so a
+    failed run's files (its job's result lists none) go too."""
+    from .runner import artifact_storage_name
+
+    storage = storage or default_storage
+    for pk in job_ids:
+        try:
+            _, names = storage.listdir(artifact_storage_name(pk, ""))
+        except FileNotFoundError:
+            continue
+        for name in names:
+            storage.delete(artifact_storage_name(pk, name))
+
+
+def artifacts_delete_on_commit(*, job_ids) -> None:
+    """artifacts_delete once the transaction that deletes the jobs commits (at once outside one)."""
+    if job_ids:
+        transaction.on_commit(partial(artifacts_delete, job_ids=job_ids))
 
 
 def _skipping_locked(queryset):

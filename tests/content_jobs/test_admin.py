@@ -197,21 +197,42 @@ def test_only_superusers_may_delete_jobs(client, jobs):
     assert ContentJob.objects.filter(pk=job.pk).exists()
 
 
-def test_a_superuser_deletes_a_job_or_a_company_with_their_log_lines(superuser_client, jobs, other_company):
+def saved_artifact(job) -> str:
+    """A file the job's run saved, as JobContext.save_artifact saves it."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from content_jobs.runner import artifact_storage_name
+
+    return default_storage.save(artifact_storage_name(job.pk, "card.png"), ContentFile(b"png"))
+
+
+def test_a_superuser_deletes_a_job_or_a_company_with_their_log_lines_and_files(
+        superuser_client, jobs, other_company, django_capture_on_commit_callbacks):
+    from django.core.files.storage import default_storage
+
     job = jobs["failed"]
     log_append_many(job_id=job.pk, entries=[("line", "info")] * 3)
+    files = {name: saved_artifact(jobs[name]) for name in ("failed", "done", "queued")}
+    assert all(default_storage.exists(path) for path in files.values())
     page = superuser_client.get(f"{JOBS}{job.pk}/delete/")
     assert page.status_code == 200 and "Yes, I’m sure" in page.content.decode()
-    assert superuser_client.post(f"{JOBS}{job.pk}/delete/", {"post": "yes"}).status_code == 302
+    with django_capture_on_commit_callbacks(execute=True):  # the files go once the deletion commits
+        assert superuser_client.post(f"{JOBS}{job.pk}/delete/", {"post": "yes"}).status_code == 302
     assert not ContentJob.objects.filter(pk=job.pk).exists()
     assert not LogLine.objects.filter(job_id=job.pk).exists() and not JobEvent.objects.filter(job_id=job.pk).exists()
+    assert not default_storage.exists(files["failed"])  # a failed run's file too (no result lists it)
+    assert default_storage.exists(files["done"])
 
     done = jobs["done"]  # of other_company
     log_append_many(job_id=done.pk, entries=[("line", "info")])
     company_url = f"/admin/content_jobs/company/{other_company.pk}/delete/"
-    assert superuser_client.post(company_url, {"post": "yes"}).status_code == 302
+    with django_capture_on_commit_callbacks(execute=True):
+        assert superuser_client.post(company_url, {"post": "yes"}).status_code == 302
     assert not ContentJob.objects.filter(pk=done.pk).exists() and not LogLine.objects.filter(job_id=done.pk).exists()
     assert ContentJob.objects.filter(pk=jobs["queued"].pk).exists()  # another company's job stays
+    assert not default_storage.exists(files["done"])
+    assert default_storage.exists(files["queued"])
 
 
 # Actions

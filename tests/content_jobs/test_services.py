@@ -1052,6 +1052,23 @@ def test_prune_deletes_old_finished_jobs_with_events_lines_and_tasks(company, dj
     assert not JobEvent.objects.filter(job_id=old.pk).exists() and not LogLine.objects.filter(job_id=old.pk).exists()
 
 
+def test_prune_deletes_every_file_its_jobs_runs_saved_a_failed_ones_too(company):
+    """A failed run's files are listed by no result: a prune read the results for them, and
+    left those on disk for ever."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from content_jobs.runner import artifact_storage_name
+
+    done, failed, recent = job_in(company, S.DONE), job_in(company, S.FAILED), job_in(company, S.DONE)
+    paths = {job.pk: [default_storage.save(artifact_storage_name(job.pk, name), ContentFile(b"x"))
+                      for name in ("a.txt", "b.png")] for job in (done, failed, recent)}
+    ContentJob.objects.filter(pk__in=[done.pk, failed.pk]).update(finished_at=timezone.now() - timedelta(days=40))
+    assert services.jobs_prune(finished_before=timezone.now() - timedelta(days=30), storage=default_storage)["jobs"] == 2
+    assert {path: default_storage.exists(path) for path in sum(paths.values(), [])} == {
+        **{path: False for path in paths[done.pk] + paths[failed.pk]}, **{path: True for path in paths[recent.pk]}}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_submission_that_fails_inside_a_callers_transaction_leaves_that_transaction_usable(company):
     """The caller's own writes before and after a refused submission still commit (a savepoint
