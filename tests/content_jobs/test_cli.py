@@ -1,5 +1,6 @@
 """`manage.py jobs` against a real server process: submit, list, follow and its exit codes."""
 import re
+import select
 import subprocess
 import sys
 import threading
@@ -103,3 +104,22 @@ def test_submit_with_invalid_params_fails_with_the_field_named(live_server_proc)
     result = jobs_cli(live_server_proc, "submit", "acme", "demo.steps", "--param", "steps=0")
     assert result.returncode != 0
     assert "params.steps" in result.stderr
+
+
+def test_follow_of_a_server_it_cannot_reach_says_so_and_keeps_trying(live_server_proc):
+    """It waited in silence; a server that is starting (or restarting) is still waited for."""
+    job_id = jobs_cli(live_server_proc, "submit", "acme", "demo.steps", "--param", "delayMs=0").stdout.strip()
+    proc = subprocess.Popen([sys.executable, "manage.py", "jobs", "follow", job_id, "--url", "http://127.0.0.1:9"],
+                            cwd=ROOT, env=live_server_proc.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        ready, _, _ = select.select([proc.stderr], [], [], 20)  # not a readline that waits for ever
+        assert ready, "nothing said"
+        line = proc.stderr.readline()  # at its first try (each of its two streams says it once)
+        assert line.startswith("Cannot reach http://127.0.0.1:9: "), line
+        assert line.rstrip().endswith("; trying again until it answers."), line
+        time.sleep(1.5)
+        assert proc.poll() is None  # still trying
+    finally:
+        proc.kill()
+        proc.communicate()

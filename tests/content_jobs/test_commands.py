@@ -155,6 +155,88 @@ def test_reap_and_prune_commands_report_what_they_did(company):
     assert not ContentJob.objects.exists()
 
 
+# Bad arguments: a clear error that changes nothing, never a traceback
+@pytest.fixture
+def finished_long_ago(company):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from content_jobs import services
+    from content_jobs.models import ContentJob
+
+    job = services.job_cancel(job=services.job_submit(company=company, job_type="demo.steps", params={})[0])
+    ContentJob.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(days=400))
+    return job
+
+
+@pytest.mark.parametrize("args, message", [
+    (("prune_jobs", "--days", "nan"), "argument --days: 'nan' must be a number of days from 0 to 36500"),
+    (("prune_jobs", "--days", "inf"), "argument --days: 'inf' must be a number of days from 0 to 36500"),
+    (("prune_jobs", "--days", "1e9"), "argument --days: '1e9' must be a number of days from 0 to 36500"),
+    (("prune_jobs", "--days", "-1"), "argument --days: '-1' must be a number of days from 0 to 36500"),
+    (("prune_jobs", "--days", "soon"), "argument --days: 'soon' is not a number of days"),
+    (("prune_jobs", "--batch-size", "0"), "argument --batch-size: '0' must be 1 or more"),
+    (("prune_jobs", "--batch-size", "-1"), "argument --batch-size: '-1' must be 1 or more"),
+    (("jobs", "list", "acme", "--limit", "-1"), "argument --limit: '-1' must be 1 or more"),
+    (("jobs", "list", "acme", "--limit", "x"), "argument --limit: 'x' is not a whole number"),
+])
+def test_a_bad_number_is_an_error_naming_it_and_changes_nothing(finished_long_ago, args, message):
+    from content_jobs.models import ContentJob
+
+    with pytest.raises(CommandError) as raised:
+        run(*args)
+    assert str(raised.value).endswith(message), str(raised.value)
+    assert ContentJob.objects.filter(pk=finished_long_ago.pk).exists()
+
+
+def test_a_bad_number_on_the_command_line_is_a_usage_error_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.live import ROOT
+
+    result = subprocess.run([sys.executable, "manage.py", "prune_jobs", "--days", "nan"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60,
+                            env={**__import__("os").environ, "NEXUS_VAR_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "error: argument --days: 'nan' must be a number of days from 0 to 36500" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("username, message", [
+    ("", "'' is not a valid username: This field cannot be blank."),
+    ("al ice", "'al ice' is not a valid username: Enter a valid username."),
+    ("a" * 151, "is not a valid username: Ensure this value has at most 150 characters (it has 151)."),
+])
+def test_add_member_refuses_a_username_django_would_refuse(username, message):
+    run("create_company", "acme")
+    with pytest.raises(CommandError) as raised:
+        run("add_member", "acme", username, "--create-user")
+    assert message in str(raised.value)
+    assert not User.objects.exists() and not Membership.objects.exists()
+
+
+def test_create_company_refuses_a_name_longer_than_its_column():
+    with pytest.raises(CommandError, match="at most 200 characters"):
+        run("create_company", "acme", "--name", "n" * 201)
+    assert not Company.objects.exists()
+
+
+@pytest.mark.parametrize("args, field", [
+    (("--source-task-id", "t" * 256), "sourceTaskId"),  # the API's limit (the column's: 255)
+    ((), "jobType"),
+])
+def test_jobs_submit_checks_the_body_as_the_api_does(company, args, field):
+    from content_jobs.models import ContentJob
+
+    job_type = "x" * 101 if field == "jobType" else "demo.steps"
+    with pytest.raises(CommandError) as raised:
+        run("jobs", "submit", company.slug, job_type, *args)
+    assert f"\n  {field}: Ensure this field has no more than" in str(raised.value)
+    assert not ContentJob.objects.exists()
+
+
 # The web process's garbage collector (serve.tune_gc)
 @pytest.fixture
 def gc_restored():

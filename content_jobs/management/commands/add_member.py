@@ -1,4 +1,5 @@
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from content_jobs.models import Company, Membership
@@ -23,6 +24,10 @@ class Command(BaseCommand):
         if user is None:
             if not create_user:
                 raise CommandError(f"No user {username!r}; pass --create-user to create one.")
+            try:  # the admin's and Django's own checks of a username
+                User._meta.get_field(User.USERNAME_FIELD).clean(username, None)
+            except ValidationError as exc:
+                raise CommandError(f"{username!r} is not a valid username: {' '.join(exc.messages)}") from None
             user = User.objects.create_user(username=username)
         membership, created = Membership.objects.update_or_create(
             user=user, company=company, defaults={"role": role}

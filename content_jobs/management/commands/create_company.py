@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.text import slugify
 
@@ -14,5 +15,10 @@ class Command(BaseCommand):
     def handle(self, *args, slug, name, **options):
         if not slug or len(slug) > Company._meta.get_field("slug").max_length or slugify(slug) != slug:
             raise CommandError(f"{slug!r} is not a valid slug (lowercase letters, digits, - and _)")
+        if name is not None:
+            try:
+                Company._meta.get_field("name").clean(name, None)
+            except ValidationError as exc:
+                raise CommandError(f"{name!r} is not a valid name: {' '.join(exc.messages)}") from None
         company, _ = Company.objects.get_or_create(slug=slug, defaults={"name": name or slug})
         self.stdout.write(str(company.id))

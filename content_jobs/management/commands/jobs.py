@@ -21,8 +21,10 @@ from httpx_sse import connect_sse
 
 from content_jobs import services
 from content_jobs.errors import DomainError
+from content_jobs.management.arguments import positive_int
 from content_jobs.models import Company, ContentJob
 from content_jobs.representation import events_path, logs_path
+from content_jobs.serializers import JobSubmitInput
 from content_jobs.tokens import stream_token_for
 
 EXIT_CODES = {"content_job.done": 0, "content_job.failed": 1, "content_job.cancelled": 2}
@@ -44,11 +46,13 @@ def parse_param(text: str) -> tuple[str, object]:
 class Follower:
     """Follows one job's event and log streams until the job is over."""
 
-    def __init__(self, *, base_url: str, job_id: str, company_id: str, token: str | None, out, colour: bool):
+    def __init__(self, *, base_url: str, job_id: str, company_id: str, token: str | None, out, colour: bool,
+                 err=None):
         self.base_url = base_url.rstrip("/")
         self.job_id = job_id
         self.company_id = company_id
         self.out = out
+        self.err = err or sys.stderr
         self.colour = colour
         self.lock = threading.Lock()
         self.progress_shown = False
@@ -97,6 +101,7 @@ class Follower:
         """Read a stream to its end, reconnecting with Last-Event-ID after a disconnect."""
         last_id: str | None = None
         delay = 0.5
+        reached = False  # once it answered: a server that never did is said to be unreachable
         while True:
             headers = dict(self.headers)
             if last_id is not None:
@@ -104,6 +109,7 @@ class Follower:
             try:
                 with httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(10, read=60)) as client:
                     with connect_sse(client, "GET", path + self.query, headers=headers) as source:
+                        reached = True
                         status = source.response.status_code
                         if status == 204:
                             return
@@ -120,7 +126,12 @@ class Follower:
                             if on_event(sse) is False:
                                 return
                 return  # the server ended the stream: the job is over
-            except (httpx.TransportError, httpx.RemoteProtocolError):
+            except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
+                if not reached:  # said once, not waited on in silence (the server may be starting)
+                    reached = True
+                    with self.lock:
+                        self.err.write(f"Cannot reach {self.base_url}: {exc}; trying again until it answers.")
+                        self.err.flush()
                 time.sleep(delay)  # the server went away; come back where we left off
                 delay = min(delay * 2, 10)
 
@@ -178,7 +189,7 @@ class Command(BaseCommand):
         listing = sub.add_parser("list", help="list a company's jobs, newest first")
         listing.add_argument("company_slug")
         listing.add_argument("--status", choices=[s.value for s in ContentJob.Status])
-        listing.add_argument("--limit", type=int, default=20)
+        listing.add_argument("--limit", type=positive_int, default=20)
         follow = sub.add_parser("follow", help="follow a job's progress and log lines until it is over")
         follow.add_argument("job_id")
         for p in (submit, follow):
@@ -201,6 +212,10 @@ class Command(BaseCommand):
 
     def submit(self, *, company_slug, job_type, param, source_task_id, follow, **options):
         params = dict(parse_param(p) for p in param)
+        body = JobSubmitInput(data={"jobType": job_type, "params": params, "sourceTaskId": source_task_id})
+        if not body.is_valid():  # what the API checks of a submission's body
+            details = "".join(f"\n  {field}: {' '.join(map(str, messages))}" for field, messages in body.errors.items())
+            raise CommandError(f"The submission is not valid:{details}")
         try:
             job, _ = services.job_submit(
                 company=self._company(company_slug), job_type=job_type, params=params, source_task_id=source_task_id
@@ -228,7 +243,7 @@ class Command(BaseCommand):
             raise CommandError(f"No job {job_id}.")
         use_colour = colour == "always" or (colour == "auto" and sys.stdout.isatty())
         follower = Follower(base_url=url, job_id=job_id, company_id=str(job["company_id"]), token=token,
-                            out=self.stdout, colour=use_colour)
+                            out=self.stdout, err=self.stderr, colour=use_colour)
         return follower.run()
 
     def _exit(self, code: int) -> None:
