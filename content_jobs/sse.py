@@ -13,6 +13,7 @@ an event costs no timer of its own.
 """
 import asyncio
 import logging
+import re
 import threading
 import time
 import weakref
@@ -94,13 +95,12 @@ def parse_last_event_id(request) -> int | None:
     raw = request.META.get("HTTP_LAST_EVENT_ID") or request.GET.get("lastEventId")
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise StreamError(400, "invalid_last_event_id", "Last-Event-ID must be an event id from this stream.") from None
-    if value < 0:
+    if not EVENT_ID.fullmatch(raw):  # not int()'s reading: "+1", "1_0" and "١" are numbers to it
         raise StreamError(400, "invalid_last_event_id", "Last-Event-ID must be an event id from this stream.")
-    return value
+    return int(raw)
+
+
+EVENT_ID = re.compile(r"\s*[0-9]+\s*")
 
 
 def check_not_past(cursor: int | None, latest: int) -> None:
@@ -118,10 +118,10 @@ def request_user(request):
     Synchronous: call it in a thread (see Opener)."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
-        keyword, _, key = header.partition(" ")
-        if keyword != "Token" or not key.strip():
+        parts = header.split()
+        if len(parts) != 2 or parts[0].lower() != "token":  # as DRF reads it on the API
             raise StreamError(401, "authentication_failed", "Invalid Authorization header.")
-        key = key.strip()
+        key = parts[1]
         token = shared(("token", key), lambda: Token.objects.select_related("user").filter(key=key).first())
         if token is None or not token.user.is_active:
             raise StreamError(401, "authentication_failed", "Invalid token.")

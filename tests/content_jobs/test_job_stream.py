@@ -335,6 +335,29 @@ def test_a_last_event_id_past_a_streams_latest_event_is_400_on_every_stream(serv
             cancel(api, job)
 
 
+@pytest.mark.parametrize("raw", ["+1", "1_0", "\u0661", "1.0", "-1", "0x1", "one"])
+def test_a_last_event_id_that_is_not_plain_digits_is_400(server, finished_jobs, raw):
+    """int() reads "+1", "1_0" and an Arabic-Indic one as numbers; an event id is digits."""
+    job = finished_jobs[0]
+    with httpx.Client(base_url=server.url, timeout=10) as anonymous:
+        for path in (job["eventsUrl"], job["logsUrl"]):
+            assert_problem(anonymous.get(path, headers={"Last-Event-ID": raw.encode()}), 400, "invalid_last_event_id")
+        assert anonymous.get(job["logsUrl"] + "&lastEventId=%201%20").status_code == 200  # spaces aside
+
+
+def test_the_token_scheme_is_read_as_the_api_reads_it(server, finished_jobs):
+    """DRF takes `token` in any case on the API; the streams refused all but `Token`."""
+    job = finished_jobs[0]
+    key = server.data["token_alice"]
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for scheme in ("Token", "token", "TOKEN"):
+            headers = {"Authorization": f"{scheme} {key}"}
+            assert client.get(f"/api/companies/{job['companyId']}/content-jobs/{job['jobId']}", headers=headers).status_code == 200
+            assert client.get(events_path(job), headers=headers).status_code == 200
+        assert_problem(client.get(events_path(job), headers={"Authorization": f"Token {key} extra"}), 401,
+                       "authentication_failed")
+
+
 def unsigned(content: bytes) -> bytes:
     return re.sub(rb"token=[^\"&]+", b"token=...", content)
 
