@@ -5,6 +5,7 @@ default: a SQLite file inside the checkout, the in-memory channel layer and the 
 inside the server process.
 """
 from pathlib import Path
+import ipaddress
 import os
 
 import dj_database_url
@@ -230,6 +231,12 @@ NEXUS_INTERNAL_STATS = env_bool("NEXUS_INTERNAL_STATS", False)
 NEXUS_GC_THRESHOLDS = [int(v) for v in env_list("NEXUS_GC_THRESHOLDS", ["10000", "10", "100"])]
 # /metrics answers requests from these networks, or with `Authorization: Bearer <token>`.
 NEXUS_METRICS_ALLOWED_NETWORKS = env_list("NEXUS_METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+for _network in NEXUS_METRICS_ALLOWED_NETWORKS:  # at start, not as a 500 on every scrape
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"NEXUS_METRICS_ALLOWED_NETWORKS: {_network!r} is not an address or a network (such as 10.0.0.0/8)") from None
 NEXUS_METRICS_TOKEN = os.environ.get("NEXUS_METRICS_TOKEN", "")
 
 # CORS for browsers on other origins: off unless origins are listed.

@@ -282,3 +282,19 @@ def test_a_scrape_passes_over_a_finished_job_another_transaction_holds(client, c
         assert list(ContentJob.objects.filter(counted=False).values_list("pk", flat=True)) == [held.pk]
     assert counters(scrape(client), "render.card")[:4] == (2, 4, 1, 2)
     assert not ContentJob.objects.filter(counted=False).exists()
+
+
+def test_an_allowed_network_that_is_none_stops_the_start_not_every_scrape(tmp_path):
+    """It was read at each scrape, and every scrape was a 500."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.live import ROOT
+
+    env = {**os.environ, "NEXUS_VAR_DIR": str(tmp_path), "NEXUS_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,localhost"}
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    assert ("NEXUS_METRICS_ALLOWED_NETWORKS: 'localhost' is not an address or a network (such as 10.0.0.0/8)"
+            in result.stderr)
