@@ -57,7 +57,7 @@ def holds_nul(value) -> bool:
         return "\x00" in value
     if isinstance(value, dict):
         return any(holds_nul(k) or holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):  # a handler's result may hold tuples, which JSON writes as arrays
         return any(holds_nul(v) for v in value)
     return False
 

@@ -386,14 +386,14 @@ def _run_handler(ctx: JobContext) -> services.RunEnd:
         return services.run_cancelled(job, attempt)
     except JobFailed as exc:
         ctx.flush()
-        ctx.log(_fit_log(str(exc.message)), "error")
+        ctx.log(_fit_log(_no_nul(str(exc.message))), "error")
         return services.run_failed(job, attempt, _no_nul(str(exc.code)), _no_nul(str(exc.message)))
     except LeaseLost:
         raise
     except BaseException as exc:  # a handler's bug (SystemExit too) must fail its job, never the worker
         logger.exception("job %s failed", ctx.job_id)
         ctx.flush()
-        ctx.log(_fit_log(traceback.format_exc()[-8000:], tail=True), "error")
+        ctx.log(_fit_log(_no_nul(traceback.format_exc()[-8000:]), tail=True), "error")
         message = _no_nul(f"{type(exc).__name__}: {exc}")
         return services.run_failed(job, attempt, "handler_error", message[:300])
 

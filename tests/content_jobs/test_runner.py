@@ -113,12 +113,12 @@ def outcome(ctx):
     if kind == "exit":
         raise SystemExit(3)
     if kind == "nul_result":
-        return {"text": "a\x00b"}
+        return {"text": ("a", "b\x00")}  # in a tuple, which JSON writes as an array
     if kind == "nul_failure":  # a tool's output may hold NUL characters
         ctx.progress(50, stage="reading\x00")
         ctx.log_lines(["line\x00one"])
         ctx.log("line\x00two")
-        raise JobFailed("tool said\x00no", code="tool\x00failed")
+        raise JobFailed("tool said\x00no" + "\x00" * 70_000, code="tool\x00failed")  # longer once shown
     raise JobFailed("tool stderr: " + "x" * 70_000, code="tool_failed")
 
 
@@ -270,8 +270,12 @@ def test_nul_characters_in_a_handlers_lines_stage_and_failure_are_stored_as_u_ff
     OUTCOME_CALLS.clear()
     job = wait_for_job(submit(api, jobs_url, "test.outcome", {"kind": "nul_failure"}), timeout=10)
     assert (job.status, job.attempt, job.stage) == ("failed", 1, "reading\ufffd")
-    assert job.error == {"code": "tool\ufffdfailed", "message": "tool said\ufffdno"}
-    assert messages(job.pk) == ["line\ufffdone", "line\ufffdtwo", "tool said\ufffdno"]
+    assert job.error == {"code": "tool\ufffdfailed", "message": ("tool said\ufffdno" + "\ufffd" * 70_000)[:1000]}
+    *lines_, failure = messages(job.pk)
+    assert lines_ == ["line\ufffdone", "line\ufffdtwo"]
+    # 70,000 NULs fit a line; as U+FFFD (three bytes each) they do not: cut after showing them.
+    assert failure.startswith("tool said\ufffdno\ufffd") and failure.endswith("\ufffd [truncated]")
+    assert len(failure.encode()) <= settings.NEXUS_LOG_MAX_MESSAGE_BYTES
     assert OUTCOME_CALLS == {"nul_failure": 1}
 
 
