@@ -1,10 +1,9 @@
 """The log stream of a job: stored lines, then live ones, then the end once the job is over."""
 from content_jobs import events
 from content_jobs.models import TERMINAL_EVENT_TYPES, ContentJob
-from content_jobs.sse import NoContent, Source, check_not_past, job_status, parse_last_event_id, shared, stream_view
+from content_jobs.sse import (NoContent, Source, check_not_past, job_status, parse_last_event_id, shared, storage,
+                              stream_view)
 from content_jobs.streams import authorize_job_stream, find_job, path_uuid, stream_credentials
-
-from .models import LogCursor
 
 
 class JobLogLines(Source):
@@ -24,8 +23,7 @@ class JobLogLines(Source):
         # over then has all its lines stored.
         self.over = log_stream_access(request, self.job_id).is_terminal
         if self.asked and not self.over:  # over: nothing is left to miss (204, in open)
-            check_not_past(self.asked, shared(("log latest", self.job_id), lambda: LogCursor.objects.filter(
-                job_id=self.job_id).values_list("last_event_id", flat=True).first() or 0))
+            check_not_past(self.asked, shared(("latest", self.channel), lambda: storage.get_current_id(self.channel)))
 
     def open(self) -> list[str]:
         frames = self.read_new()
@@ -38,12 +36,12 @@ class JobLogLines(Source):
         # The job's end reaches a log stream live, on the job's own channel: should that
         # message be lost (an outage of the channel layer), or the job deleted, the status says
         # so here. An ended job's lines are all stored by then.
-        frames = await super().quiet()
         status = await job_status(self.job_id)
         if status is None or status in ContentJob.TERMINAL:
-            frames.extend(await self.catch_up())
+            frames = await self.catch_up()  # before `finished`, which stops reading
             self.finished = True
-        return frames
+            return frames
+        return await super().quiet()
 
     async def other(self, channel, events_) -> list[str]:
         if any(event.type in TERMINAL_EVENT_TYPES for event in events_):
