@@ -101,7 +101,7 @@ class Follower:
         """Read a stream to its end, reconnecting with Last-Event-ID after a disconnect."""
         last_id: str | None = None
         delay = 0.5
-        reached = False  # once it answered: a server that never did is said to be unreachable
+        say_unreachable = True  # until it answers, or once said: not waited on in silence
         while True:
             headers = dict(self.headers)
             if last_id is not None:
@@ -109,7 +109,7 @@ class Follower:
             try:
                 with httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(10, read=60)) as client:
                     with connect_sse(client, "GET", path + self.query, headers=headers) as source:
-                        reached = True
+                        say_unreachable = False
                         status = source.response.status_code
                         if status == 204:
                             return
@@ -127,8 +127,8 @@ class Follower:
                                 return
                 return  # the server ended the stream: the job is over
             except (httpx.TransportError, httpx.RemoteProtocolError) as exc:
-                if not reached:  # said once, not waited on in silence (the server may be starting)
-                    reached = True
+                if say_unreachable:  # once; then waited for (the server may be starting)
+                    say_unreachable = False
                     with self.lock:
                         self.err.write(f"Cannot reach {self.base_url}: {exc}; trying again until it answers.")
                         self.err.flush()
